@@ -4,6 +4,7 @@ expressions in the block symbols. Parsed with `ast` and walked by hand: never ev
 from __future__ import annotations
 
 import ast
+import math
 from dataclasses import dataclass, field
 
 from .dims import Dim
@@ -60,9 +61,13 @@ def _to_value(node: ast.expr, text: str) -> Value:
     if isinstance(node, ast.Name) and node.id in ("True", "False", "true", "false"):
         return node.id.lower() == "true"
     if isinstance(node, ast.Constant) and isinstance(node.value, float):
+        if not math.isfinite(node.value):
+            raise ExprError(f"{text!r} is not a finite number")
         return node.value
     if isinstance(node, ast.UnaryOp) and isinstance(node.op, ast.USub) and isinstance(node.operand, ast.Constant) \
             and isinstance(node.operand.value, float):
+        if not math.isfinite(node.operand.value):
+            raise ExprError(f"{text!r} is not a finite number")
         return -node.operand.value
     _check(node, text)
     simple = _simplify(node)

@@ -35,6 +35,8 @@ def param_issues(node: Node, spec: OpSpec) -> list[Issue]:
         for p in spec.params[: len(node.args)]:
             if p.name in given:
                 out.append(issue(node.id, E.BAD_PARAM, f"{spec.name}: {p.name} given both by position and by name"))
+    if node.args and spec.varargs and spec.varargs in given:
+        out.append(issue(node.id, E.BAD_PARAM, f"{spec.name}: {spec.varargs} given both by position and by name"))
     valid = ", ".join(spec.param_names) or "none"
     for k in given:
         if k not in spec.param_names:

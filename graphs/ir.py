@@ -90,6 +90,7 @@ class Architecture:
 _HEADER = re.compile(r"^##\s*([^#]*?)\s*##$")
 _NODE = re.compile(r"^(-?\d+)\s*:\s*([A-Za-z_][A-Za-z0-9_]*)\s*(?:\((.*)\))?$", re.S)
 _EDGE = re.compile(r"^(-?\d+(?:\s*,\s*-?\d+)*)\s*->\s*(-?\d+)$")
+_HEADER_PREFIX = re.compile(r"^##[^#]*##(?=\s*#)")
 _KEY = re.compile(r"^([A-Za-z_][A-Za-z0-9_]*)\s*=(.*)$", re.S)
 
 
@@ -153,6 +154,9 @@ def _strip_comment(line: str) -> str:
     s = line.strip()
     if _HEADER.match(s):
         return s
+    m = _HEADER_PREFIX.match(s)
+    if m:  # a header followed by a comment
+        return m.group(0)
     return s.split("#", 1)[0].strip()
 
 
@@ -247,7 +251,8 @@ def format_op(node: Node) -> str:
         return op
     spec = lookup(op)
     if spec is not None and spec.varargs and [k for k, _ in params] == [spec.varargs]:
-        return f"{op}(" + ",".join(show_value(v) for v in params[0][1]) + ")"  # NADER writes permute(0,2,3,1)
+        vals = params[0][1] if isinstance(params[0][1], tuple) else (params[0][1],)
+        return f"{op}(" + ",".join(show_value(v) for v in vals) + ")"  # NADER writes permute(0,2,3,1)
     return f"{op}(" + ",".join(f"{k}={show_value(v)}" for k, v in params) + ")"
 
 

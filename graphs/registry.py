@@ -419,12 +419,19 @@ def canonical_params(node: Node) -> tuple[str, list[tuple[str, Value]]]:
     if spec is None:
         return node.op, list(node.params) + [(f"_{i}", a) for i, a in enumerate(node.args)]
     given = dict(node.params)
+    leftover = []  # positional values that fill no parameter: kept, so the node stays what it was
     if node.args:
         if spec.varargs:
-            given.setdefault(spec.varargs, node.args if len(node.args) > 1 else node.args[0])
+            if spec.varargs in given:
+                leftover = list(enumerate(node.args))
+            else:
+                given[spec.varargs] = node.args if len(node.args) > 1 else node.args[0]
         else:
-            for p, a in zip(spec.params, node.args):
-                given.setdefault(p.name, a)
+            for i, a in enumerate(node.args):
+                if i < len(spec.params) and spec.params[i].name not in given:
+                    given[spec.params[i].name] = a
+                else:
+                    leftover.append((i, a))
     out = []
     for p in spec.params:
         if p.name not in given:
@@ -434,10 +441,13 @@ def canonical_params(node: Node) -> tuple[str, list[tuple[str, Value]]]:
             continue
         out.append((p.name, v))
     out += [(k, v) for k, v in given.items() if k not in spec.param_names]
+    out += [(f"_{i}", a) for i, a in leftover]
     return spec.name, out
 
 
 def _collapse(v: Value, p: Param) -> Value:
+    if p.kind == "bool" and isinstance(v, Expr) and v.text in ("0", "1"):
+        return v.text == "1"
     if p.kind == "pair" and isinstance(v, tuple) and len(v) == 2 and v[0] == v[1]:
         return v[0]
     if p.kind == "axes" and isinstance(v, tuple) and len(v) == 1:
