@@ -1,0 +1,108 @@
+"""The knowledge store and the starter knowledge base."""
+from __future__ import annotations
+
+import re
+from collections import Counter
+
+import pytest
+
+from tools.memory import (
+    DESIGN_TAGS,
+    HashingEmbedder,
+    Inspiration,
+    KnowledgeStore,
+    MemoryConfig,
+    ScoredInspiration,
+    load_starter_knowledge,
+    make_client,
+)
+
+
+@pytest.fixture()
+def store():
+    client = make_client(MemoryConfig(embedder="hashing"))
+    yield KnowledgeStore(client, HashingEmbedder(), "test_knowledge")
+    client.close()
+
+
+@pytest.fixture()
+def starter_store(store):
+    store.ensure_starter()
+    return store
+
+
+def test_starter_file_is_complete():
+    items = load_starter_knowledge()
+    assert len(items) >= 44
+    assert len({i.id for i in items}) == len(items)
+    year = re.compile(r"\b(19|20)\d\d\b")
+    for item in items:
+        assert item.tags and set(item.tags) <= DESIGN_TAGS, item.id
+        assert item.title and item.source and year.search(item.source), item.id
+        assert 2 <= len(re.findall(r"[.!?](\s|$)", item.text)) <= 5, item.id  # 2-4 sentences (+ abbreviations)
+    counts = Counter(t for i in items for t in i.tags)
+    assert set(counts) == DESIGN_TAGS
+    assert min(counts.values()) >= 2, counts
+
+
+def test_ensure_starter_loads_once(store):
+    n = store.ensure_starter()
+    assert n == store.count() == len(load_starter_knowledge())
+    assert store.ensure_starter() == 0
+    assert store.count() == n
+    store.add([store.get("se-channel-attention")])  # re-adding by id replaces, never duplicates
+    assert store.count() == n
+
+
+def test_ensure_starter_skips_a_non_empty_store(store):
+    store.add([Inspiration(id="mine", text="Try something.", source="Me (Someone, 2024)", tags=["width"])])
+    assert store.ensure_starter() == 0
+    assert store.count() == 1
+
+
+@pytest.mark.parametrize("query, expected", [
+    ("squeeze excitation channel attention", "se-channel-attention"),
+    ("depthwise separable convolution", "mobilenet-depthwise-separable"),
+    ("replace ReLU with GELU activation", "gelu-activation"),
+    ("inverted residual linear bottleneck", "mobilenetv2-inverted-residual"),
+    ("stochastic depth drop path", "stochastic-depth-droppath"),
+    ("dilated convolution context", "dilated-context"),
+])
+def test_search_ranks_the_relevant_item_high(starter_store, query, expected):
+    hits = starter_store.search(query, k=3)
+    assert len(hits) == 3 and all(isinstance(h, ScoredInspiration) for h in hits)
+    assert expected in [h.id for h in hits], [h.id for h in hits]
+    assert hits[0].score >= hits[1].score >= hits[2].score
+
+
+def test_search_with_tag_filter(starter_store):
+    hits = starter_store.search("attention", k=10, tags=["spatial-attention"])
+    assert hits and all("spatial-attention" in h.tags for h in hits)
+    either = starter_store.search("block", k=50, tags=["dense", "self-attention"])
+    assert either and all({"dense", "self-attention"} & set(h.tags) for h in either)
+    assert {t for h in either for t in h.tags} >= {"dense", "self-attention"}
+    assert starter_store.search("anything", k=5, tags="Stochastic Depth")  # normalised tag name
+    assert starter_store.search("anything", k=5, tags=["no-such-tag"]) == []
+
+
+def test_list_get_tag_counts_and_empty_query(starter_store):
+    dense = starter_store.list(tags="dense")
+    assert len(dense) >= 2 and [i.id for i in dense] == sorted(i.id for i in dense)
+    item = starter_store.get("resnet-identity-shortcut")
+    assert item is not None and "residual" in item.tags and "He" in item.source
+    assert starter_store.get("no-such-id") is None
+    counts = starter_store.tag_counts()
+    assert set(counts) == DESIGN_TAGS and min(counts.values()) >= 2
+    listed = starter_store.search("   ", k=4, tags="activation")
+    assert len(listed) == 4 and all(h.score == 0.0 and "activation" in h.tags for h in listed)
+
+
+def test_add_custom_items_and_tag_normalisation(store):
+    ids = store.add([
+        {"id": "x1", "text": "Use octave convolutions to split high and low frequency maps.",
+         "source": "Drop an Octave (Chen et al., 2019)", "tags": ["Multi Branch", "multi_branch"]},
+        Inspiration(id="x2", text="Widen the block.", source="Wide Residual Networks (Zagoruyko, 2016)", tags=["width"]),
+    ])
+    assert ids == ["x1", "x2"] and store.count() == 2
+    assert store.get("x1").tags == ["multi-branch"]
+    assert store.search("octave frequency", k=1)[0].id == "x1"

@@ -1,0 +1,1 @@
+"""Typed tools the agents call, and the knowledge and experience stores (`tools.memory`)."""
