@@ -1,0 +1,1 @@
+"""The design team: agents, the offline designer and its design heuristic."""
