@@ -1,71 +1,41 @@
-"""Entry point. Until the design team lands (issue 4), this runs the block-DAG core end to end on
-the embedded defaults, offline: a base block is validated, hashed, fitted to the size budget,
-compiled, run forward and backward, and exported as standalone PyTorch source.
-
-    python main.py                      # NADER's ResNet basic block, CIFAR-10 budget
-    python main.py path/to/block.txt cifar100
-"""
+"""NADER on AutoGen: `python main.py dataset=cifar10 trials=10`. Thin Hydra entry point: it turns
+the config into objects and hands them to agents.run."""
 from __future__ import annotations
 
+import asyncio
+import logging
 import sys
-import time
 from pathlib import Path
 
-DEFAULT_BLOCK = """##ResNetBasic##
-0:input
-1:output
-2:Conv2d(out_channels=C,kernel_size=3)
-3:BN
-4:ReLU
-5:Conv2d(out_channels=C,kernel_size=3)
-6:BN
-7:Add
-8:ReLU
-0->2
-2->3
-3->4
-4->5
-5->6
-6,0->7
-7->8
-8->1
-"""
+import hydra
+from omegaconf import DictConfig, OmegaConf
 
 
-def main(argv: list[str]) -> int:
-    import torch
+@hydra.main(version_base="1.3", config_path="conf", config_name="config")
+def main(cfg: DictConfig) -> None:
+    from hydra.core.hydra_config import HydraConfig
+    from rich.console import Console
 
-    from graphs.compile import build_model, count_params
-    from graphs.cost import fit_width
-    from graphs.export import export_source
-    from graphs.hashing import canonical_hash
-    from graphs.ir import parse_block
-    from graphs.validate import validate
+    from agents.factory import RunSetupError, build_run
 
-    text = Path(argv[0]).read_text() if argv else DEFAULT_BLOCK
-    dataset = argv[1] if len(argv) > 1 else "cifar10"
-    block = parse_block(text)
-    issues = validate(block, "base")
-    if issues:
-        for i in issues:
-            print(i)
-        return 1
-    print(f"block {block.name}: valid, hash {canonical_hash(block)}")
-    t = time.perf_counter()
-    fit = fit_width(block, dataset)
-    print(f"fitted to {dataset}: widths {list(fit.widths)}, {fit.params:,} params, {fit.flops:,} MACs "
-          f"({(time.perf_counter() - t) * 1000:.1f} ms)")
-    compiled = build_model(block, "nader", dataset, fit.widths[0])
-    size = compiled.layout.dataset.image_size
-    out = compiled.module(torch.randn(2, 3, size, size))
-    out.logsumexp(1).mean().backward()
-    print(f"compiled: {count_params(compiled.module):,} params, forward {tuple(out.shape)}, backward ok")
-    dest = Path("outputs") / f"{block.name}_{dataset}.py"
-    dest.parent.mkdir(exist_ok=True)
-    dest.write_text(export_source(compiled))
-    print(f"standalone source: {dest}")
-    return 0
+    logging.getLogger("autogen_core").setLevel(logging.WARNING)
+    logging.getLogger("autogen_agentchat").setLevel(logging.WARNING)
+    console = Console(stderr=True)
+    run_dir = Path(HydraConfig.get().runtime.output_dir)
+    (run_dir / "config.yaml").write_text(OmegaConf.to_yaml(cfg))
+    try:
+        run = build_run(cfg, run_dir, console)
+        summary = asyncio.run(run())
+    except RunSetupError as exc:
+        console.print(f"[red]cannot run:[/] {exc}")
+        sys.exit(1)
+    for line in summary.lines():
+        console.print(line)
+    print(f"run directory: {run_dir}")
+    if summary.trials and summary.client_failures == summary.trials:
+        console.print(f"[red]every trial failed because the model client failed[/]; see {run_dir}/trials/*/metrics.json")
+        sys.exit(2)
 
 
 if __name__ == "__main__":
-    sys.exit(main(sys.argv[1:]))
+    main()

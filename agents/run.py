@@ -1,0 +1,141 @@
+"""A design run: the root is trained, then each trial selects a tree node, runs the team on it and
+records the result. The tree is rewritten atomically after every trial, so no work is lost and a
+run can be resumed from its directory."""
+from __future__ import annotations
+
+import json
+import random
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable, Mapping
+
+from autogen_core.models import ChatCompletionClient
+from rich.console import Console
+
+from graphs.cost import Budget, fit_width, network_cost
+from graphs.ir import parse_block
+from graphs.search import select
+from graphs.tree import ModificationTree
+from graphs.validate import check
+from tools.memory import Memory
+from tools.training_tools import TrainArgs, training_tool
+
+from .trial import TrialEnv, run_trial
+
+
+class RunError(RuntimeError):
+    """The run cannot start or continue (bad root block, untrainable root, ...)."""
+
+
+@dataclass
+class RunSettings:
+    dataset: str
+    macro: str = "nader"
+    trials: int = 10
+    seed: int = 0
+    policy: str = "dfs"
+    policy_options: dict = field(default_factory=dict)
+    budget: Budget = field(default_factory=Budget)
+    max_rounds: int = 5
+    export: bool = True
+
+
+@dataclass
+class RunSummary:
+    trials: int
+    statuses: dict[str, int]
+    best_node: int | None
+    best_valid_acc: float | None
+    best_test_acc: float | None
+    tokens: int
+    client_failures: int
+
+    def lines(self) -> list[str]:
+        best = (f"best node {self.best_node}: valid {self.best_valid_acc:.2f}%, test {self.best_test_acc:.2f}%"
+                if self.best_node is not None else "no trained node")
+        counts = ", ".join(f"{v} {k}" for k, v in sorted(self.statuses.items()))
+        return [f"{self.trials} trials ({counts}); {best}; {self.tokens:,} tokens"]
+
+
+async def run_design(settings: RunSettings, run_dir: Path, root_block: str, clients: Mapping[str, ChatCompletionClient],
+                     memory: Memory, train: Callable[[TrainArgs], dict], console: Console | None = None) -> RunSummary:
+    console = console or Console(stderr=True)
+    run_dir.mkdir(parents=True, exist_ok=True)
+    tree_path = run_dir / "tree.json"
+    train_tool = training_tool(train)
+    if tree_path.exists():
+        tree = ModificationTree.load(tree_path)
+        console.print(f"resuming {tree_path}: {len(tree)} nodes")
+    else:
+        tree = ModificationTree()
+        _train_root(settings, tree, root_block, train, console)
+        tree.save(tree_path)
+    env = TrialEnv(tree=tree, memory=memory, clients=clients, train=train_tool, dataset=settings.dataset,
+                   macro=settings.macro, budget=settings.budget, max_rounds=settings.max_rounds, run_dir=run_dir,
+                   export=settings.export)
+    done = max((n.trial or 0) for n in tree.nodes)
+    usage: dict = _read_json(run_dir / "usage.json") or {"per_trial": {}, "per_role": {}}
+    rng = random.Random(settings.seed)
+    for trial in range(done + 1, settings.trials + 1):
+        parent = select(tree, settings.policy, rng, **settings.policy_options)
+        console.print(f"[bold]trial {trial}/{settings.trials}[/]: improving node {parent.id} "
+                      f"(valid {parent.valid_acc:.2f}%)")
+        node = await run_trial(env, trial, parent)
+        tree.save(tree_path)
+        _add_usage(usage, trial, run_dir)
+        (run_dir / "usage.json").write_text(json.dumps(usage, indent=2))
+        acc = f", valid {node.valid_acc:.2f}%" if node.status == "trained" else ""
+        why = f" ({node.reason})" if node.reason else (f" of node {node.duplicate_of}" if node.duplicate_of else "")
+        console.print(f"  -> node {node.id}: {node.status}{why}{acc}")
+    return summarize(tree)
+
+
+def summarize(tree: ModificationTree) -> RunSummary:
+    trials = [n for n in tree.nodes if n.trial]
+    statuses: dict[str, int] = {}
+    for n in trials:
+        statuses[n.status] = statuses.get(n.status, 0) + 1
+    best = tree.best()
+    return RunSummary(trials=len(trials), statuses=statuses, best_node=best.id if best else None,
+                      best_valid_acc=best.valid_acc if best else None, best_test_acc=best.test_acc if best else None,
+                      tokens=sum(int(n.cost.get("tokens", 0)) for n in tree.nodes),
+                      client_failures=sum(1 for n in trials if (n.reason or "").startswith("model client error")))
+
+
+def _train_root(settings: RunSettings, tree: ModificationTree, text: str, train, console: Console) -> None:
+    try:
+        block = check(parse_block(text), "base")
+    except ValueError as exc:
+        raise RunError(f"the root block is not a valid base block: {exc}") from exc
+    if settings.macro == "nader":
+        fit = fit_width(block, settings.dataset, settings.budget)
+        x, widths, params, flops = fit.widths[0], list(fit.widths), fit.params, fit.flops
+    else:
+        c = network_cost(block, settings.macro, settings.dataset)
+        x, widths, params, flops = None, [16, 32, 64], c.params, c.flops
+    console.print(f"training the root block {block.name}: widths {widths}, {params:,} params")
+    m = train(TrainArgs(block=str(block), x=x, trial=0))
+    if m.get("status") != "ok":
+        raise RunError(f"the root block could not be trained: {m.get('reason')}")
+    tree.root(str(block), metrics={**m, "valid_acc": m.get("final_valid_acc"), "test_acc": m.get("final_test_acc")},
+              widths=widths, params=params, flops=flops, trial=0)
+    console.print(f"  root: valid {m.get('final_valid_acc'):.2f}%")
+
+
+def _read_json(path: Path):
+    return json.loads(path.read_text()) if path.exists() else None
+
+
+def _add_usage(usage: dict, trial: int, run_dir: Path) -> None:
+    per_role: dict[str, dict[str, int]] = {}
+    path = run_dir / "trials" / f"{trial:04d}" / "transcript.jsonl"
+    for line in path.read_text().splitlines() if path.exists() else []:
+        r = json.loads(line)
+        t = per_role.setdefault(r["role"], {"prompt_tokens": 0, "completion_tokens": 0})
+        t["prompt_tokens"] += r["prompt_tokens"]
+        t["completion_tokens"] += r["completion_tokens"]
+    usage["per_trial"][str(trial)] = per_role
+    for role, t in per_role.items():
+        agg = usage["per_role"].setdefault(role, {"prompt_tokens": 0, "completion_tokens": 0, "dollars": 0.0})
+        agg["prompt_tokens"] += t["prompt_tokens"]
+        agg["completion_tokens"] += t["completion_tokens"]

@@ -1,0 +1,83 @@
+"""A trial's transcript: every message and tool event with role, tokens and time, as JSONL and as
+readable Markdown."""
+from __future__ import annotations
+
+import json
+from datetime import datetime, timezone
+from pathlib import Path
+
+from autogen_agentchat.base import TaskResult
+from autogen_agentchat.messages import BaseAgentEvent, BaseChatMessage
+
+
+class Transcript:
+    def __init__(self) -> None:
+        self.records: list[dict] = []
+
+    def add(self, item: BaseAgentEvent | BaseChatMessage | TaskResult) -> None:
+        if isinstance(item, TaskResult):
+            return
+        usage = getattr(item, "models_usage", None)
+        self.records.append({
+            "time": datetime.now(timezone.utc).isoformat(timespec="milliseconds"),
+            "role": item.source,
+            "type": type(item).__name__,
+            "content": _content(item),
+            "prompt_tokens": usage.prompt_tokens if usage else 0,
+            "completion_tokens": usage.completion_tokens if usage else 0,
+        })
+
+    def note(self, role: str, text: str) -> None:
+        """An event of the trial loop itself (dedup, budget, training)."""
+        self.records.append({"time": datetime.now(timezone.utc).isoformat(timespec="milliseconds"),
+                             "role": role, "type": "TrialEvent", "content": text,
+                             "prompt_tokens": 0, "completion_tokens": 0})
+
+    def tokens_by_role(self) -> dict[str, dict[str, int]]:
+        out: dict[str, dict[str, int]] = {}
+        for r in self.records:
+            t = out.setdefault(r["role"], {"prompt_tokens": 0, "completion_tokens": 0})
+            t["prompt_tokens"] += r["prompt_tokens"]
+            t["completion_tokens"] += r["completion_tokens"]
+        return out
+
+    def texts(self, role: str) -> list[str]:
+        return [r["content"] for r in self.records if r["role"] == role and r["type"] == "TextMessage"]
+
+    def write(self, directory: Path, title: str) -> None:
+        directory.mkdir(parents=True, exist_ok=True)
+        with open(directory / "transcript.jsonl", "w") as f:
+            for r in self.records:
+                f.write(json.dumps(r) + "\n")
+        lines = [f"# {title}", ""]
+        for r in self.records:
+            tokens = r["prompt_tokens"] + r["completion_tokens"]
+            head = f"## {r['role']} · {r['type']} · {r['time']}" + (f" · {tokens} tokens" if tokens else "")
+            body = r["content"] if isinstance(r["content"], str) else json.dumps(r["content"], indent=2)
+            fence = "```" if r["type"] != "TextMessage" else ""
+            lines += [head, "", f"{fence}\n{body}\n{fence}" if fence else body, ""]
+        (directory / "transcript.md").write_text("\n".join(lines))
+
+
+def _content(item) -> str | list:
+    c = getattr(item, "content", "")
+    if isinstance(c, str):
+        return c
+    if isinstance(c, list):
+        out = []
+        for x in c:
+            if hasattr(x, "arguments"):
+                out.append({"call": x.name, "arguments": _maybe_json(x.arguments)})
+            elif hasattr(x, "call_id"):
+                out.append({"result": getattr(x, "name", ""), "is_error": x.is_error, "content": _maybe_json(x.content)})
+            else:
+                out.append(str(x))
+        return out
+    return str(c)
+
+
+def _maybe_json(s: str):
+    try:
+        return json.loads(s)
+    except (TypeError, json.JSONDecodeError):
+        return s

@@ -1,0 +1,216 @@
+"""One trial of the design loop: select → propose → advise → modify ⇄ review → deduplicate →
+fit → train → record in the tree → write experience back."""
+from __future__ import annotations
+
+import json
+import re
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Mapping
+
+from autogen_core.models import ChatCompletionClient
+
+from graphs.cost import Budget, BudgetError, fit_width, network_cost
+from graphs.errors import Issue
+from graphs.tree import ModificationTree, TreeNode
+from graphs.validate import validate
+from tools.graph_tools import Draft, edit_tool, validate_tool
+from tools.memory import ExperienceRecord, Memory
+from tools.memory_tools import experience_tool, knowledge_tool
+from tools.training_tools import TrainArgs
+from tools.tree_tools import inspect_tree_tool
+
+from .team import MAX_ROUNDS, RoleTools, design_team
+from .transcript import Transcript
+
+
+@dataclass
+class TrialEnv:
+    """Everything a trial needs, passed in: no globals."""
+
+    tree: ModificationTree
+    memory: Memory
+    clients: Mapping[str, ChatCompletionClient]
+    train: object  # the launch_training TypedTool
+    dataset: str
+    macro: str = "nader"
+    budget: Budget = field(default_factory=Budget)
+    max_rounds: int = MAX_ROUNDS
+    run_dir: Path = Path(".")
+    export: bool = True
+
+
+def task_message(trial: int, node: TreeNode, tree: ModificationTree) -> str:
+    acc = f"{node.valid_acc:.2f}%" if node.valid_acc is not None else "unknown"
+    children = tree.children_summary(node.id) or "none yet"
+    return (f"Trial {trial}. Improve the base block of modification-tree node {node.id} "
+            f"(validation accuracy {acc}, {node.params or 0:,} params, {node.flops or 0:,} FLOPs).\n\n"
+            f"```block\n{node.block}```\n\nChildren already tried at this node:\n{children}\n")
+
+
+async def run_trial(env: TrialEnv, trial: int, parent: TreeNode) -> TreeNode:
+    start = time.perf_counter()
+    draft = Draft.start(parent.block)
+    tools = RoleTools(
+        proposer=[knowledge_tool(env.memory.knowledge), inspect_tree_tool(env.tree)],
+        reflector=[experience_tool(env.memory.experience), validate_tool(draft)],
+        modifier=[edit_tool(draft), validate_tool(draft)],
+    )
+    team = design_team(env.clients, tools, env.max_rounds)
+    log = Transcript()
+    error = None
+    try:
+        async for item in team.run_stream(task=task_message(trial, parent, env.tree)):
+            log.add(item)
+    except Exception as exc:  # noqa: BLE001 - a failing model client ends this trial, not the run
+        error = f"model client error: {type(exc).__name__}: {exc}"
+        log.note("trial", error)
+
+    plan = (log.texts("Proposer") or [""])[-1]
+    inspiration = _field(plan, "INSPIRATION")
+    tokens = sum(r["prompt_tokens"] + r["completion_tokens"] for r in log.records)
+    common = dict(trial=trial, proposal=plan or None, inspiration=inspiration)
+
+    def finish(node: TreeNode) -> TreeNode:
+        cost = {"tokens": tokens, "dollars": 0.0, "seconds": round(time.perf_counter() - start, 2)}
+        node = env.tree.update(node.id, cost=cost)
+        _write_trial_files(env, trial, node, log)
+        return node
+
+    if error is None and _model_errors(log):
+        error = "model client error: " + _model_errors(log)[0]
+    if error is not None:
+        return finish(env.tree.add(parent.id, parent.block, status="failed", reason=error, **common))
+
+    issues = validate(draft.block, "base")  # the loop's own check: approval by text is not trusted
+    _write_experience(env, trial, parent, draft, log, issues, plan)
+    if issues:
+        log.note("trial", f"invalid after {len(_submissions(log))} round(s): {len(issues)} error(s)")
+        return finish(env.tree.add(parent.id, str(draft.block), status="invalid", errors=issues,
+                                   reason=f"{len(issues)} validator error(s) after {env.max_rounds} rounds", **common))
+
+    original = env.tree.find_duplicate(draft.block)
+    if original is not None:
+        log.note("trial", f"isomorphic to node {original.id}: reusing its result, not training")
+        return finish(env.tree.add(parent.id, str(draft.block), status="duplicate", duplicate_of=original.id,
+                                   **common))
+
+    try:
+        if env.macro == "nader":
+            fit = fit_width(draft.block, env.dataset, env.budget)
+            x, widths, params, flops = fit.widths[0], list(fit.widths), fit.params, fit.flops
+        else:
+            c = network_cost(draft.block, env.macro, env.dataset)
+            x, widths, params, flops = None, [16, 32, 64], c.params, c.flops
+    except BudgetError as exc:
+        log.note("trial", f"rejected by the budget: {exc}")
+        return finish(env.tree.add(parent.id, str(draft.block), status="invalid", reason=f"budget: {exc}", **common))
+    log.note("trial", f"fitted: widths {widths}, {params:,} params, {flops:,} FLOPs; training")
+
+    outcome = await env.train.run_json({"block": str(draft.block), "x": x, "trial": trial}, _token())
+    log.note("launch_training", env.train.return_value_as_string(outcome))
+    if outcome.status != "ok":
+        return finish(env.tree.add(parent.id, str(draft.block), status="failed", reason=outcome.error,
+                                   widths=widths, params=params, flops=flops, metrics=_metrics(outcome), **common))
+    node = env.tree.add(parent.id, str(draft.block), status="trained", widths=widths, params=params, flops=flops,
+                        metrics=_metrics(outcome), **common)
+    _write_outcome_experience(env, trial, parent, node, plan)
+    return finish(node)
+
+
+def _token():
+    from autogen_core import CancellationToken
+
+    return CancellationToken()
+
+
+def _metrics(outcome) -> dict:
+    m = dict(outcome.metrics)
+    m["valid_acc"] = outcome.valid_acc
+    m["test_acc"] = outcome.test_acc
+    return m
+
+
+def _field(text: str, name: str) -> str | None:
+    m = re.search(rf"{name}:\s*(.+)", text or "")
+    return m.group(1).strip() if m else None
+
+
+def _submissions(log: Transcript) -> list[str]:
+    return log.texts("Modifier")
+
+
+def _model_errors(log: Transcript) -> list[str]:
+    """AutoGen reports some agent failures as messages rather than exceptions."""
+    return [str(r["content"]) for r in log.records if r["type"] in ("ModelClientErrorEvent",)]
+
+
+def _revise_advice(log: Transcript) -> list[str]:
+    out = []
+    for t in log.texts("Reflector"):
+        if t.startswith("REVISE"):
+            m = re.search(r"Advice:\s*(.+)", t)
+            out.append(m.group(1).strip() if m else t[:300])
+    return out
+
+
+def _write_experience(env: TrialEnv, trial: int, parent: TreeNode, draft: Draft, log: Transcript,
+                      final: list[Issue], plan: str) -> None:
+    """A failure record per distinct validator error seen; a fix record for each one that a later
+    round repaired, with what changed and the Reflector's advice."""
+    store = env.memory.experience
+    advice = _revise_advice(log)
+    strategy = _field(plan, "STRATEGY") or "unknown"
+    final_keys = {(i.code.value, i.node) for i in final}
+    seen: set[tuple[str, str]] = set()
+    for round_no, issues in enumerate(draft.validations):
+        for i in issues:
+            key = (i.code.value, i.message)
+            if key in seen:
+                continue
+            seen.add(key)
+            hint = advice[min(len(advice) - 1, round_no)] if advice else ""
+            store.add(ExperienceRecord(type="failure", error_code=i.code.value, error_message=i.message,
+                                       change=f"strategy {strategy}", advice=hint, trial=trial,
+                                       parent_node=parent.id, inspiration=_field(plan, "INSPIRATION")))
+            if (i.code.value, i.node) not in final_keys:
+                later = draft.edits[-1]["edits"] if draft.edits else []
+                store.add(ExperienceRecord(
+                    type="fix", error_code=i.code.value, error_message=i.message,
+                    change="; ".join(_describe(e) for e in later)[:500], advice=hint or "re-check inputs and channels",
+                    trial=trial, parent_node=parent.id, inspiration=_field(plan, "INSPIRATION")))
+
+
+def _describe(edit: dict) -> str:
+    kind = edit.get("kind", "?")
+    detail = edit.get("op") or (f"{edit.get('src')}->{edit.get('dst')}" if "src" in edit else edit.get("id", ""))
+    return f"{kind} {detail}".strip()
+
+
+def _write_outcome_experience(env: TrialEnv, trial: int, parent: TreeNode, node: TreeNode, plan: str) -> None:
+    delta = (node.valid_acc or 0.0) - (parent.valid_acc or 0.0)
+    env.memory.experience.add(ExperienceRecord(
+        type="success" if delta > 0 else "regression", change=_field(plan, "PLAN") or plan[:300],
+        advice=f"strategy {_field(plan, 'STRATEGY')} changed validation accuracy by {delta:+.2f} points",
+        trial=trial, node=node.id, parent_node=parent.id, metrics={"valid_acc": node.valid_acc},
+        metrics_delta={"valid_acc": round(delta, 4)}, inspiration=_field(plan, "INSPIRATION")))
+
+
+def _write_trial_files(env: TrialEnv, trial: int, node: TreeNode, log: Transcript) -> None:
+    d = env.run_dir / "trials" / f"{trial:04d}"
+    d.mkdir(parents=True, exist_ok=True)
+    (d / "block.txt").write_text(node.block)
+    (d / "metrics.json").write_text(json.dumps({"node": node.id, "parent": node.parent, "status": node.status,
+                                                "duplicate_of": node.duplicate_of, "reason": node.reason,
+                                                "widths": node.widths, "params": node.params, "flops": node.flops,
+                                                "metrics": node.metrics, "cost": node.cost,
+                                                "errors": [e.model_dump() for e in node.errors]}, indent=2))
+    if env.export and node.status == "trained":
+        from graphs.compile import build_model
+        from graphs.export import export_source
+        from graphs.ir import parse_block
+
+        x = node.widths[0] if env.macro == "nader" and node.widths else None
+        (d / "model.py").write_text(export_source(build_model(parse_block(node.block), env.macro, env.dataset, x)))
+    log.write(d, f"Trial {trial}: node {node.id} ({node.status})")

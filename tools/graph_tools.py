@@ -1,0 +1,85 @@
+"""Tools over the trial's draft block: atomic edit lists and the flow validator."""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from pydantic import BaseModel, Field
+
+from graphs.edits import Edit, EditError, apply_edits
+from graphs.errors import BlockError, Issue
+from graphs.ir import Block, parse_block
+from graphs.validate import validate
+
+from .base import ToolResult, TypedTool
+
+
+@dataclass
+class Draft:
+    """The block a trial is editing, with everything that happened to it."""
+
+    kind: str
+    original: Block
+    block: Block
+    edits: list[dict] = field(default_factory=list)
+    validations: list[list[Issue]] = field(default_factory=list)
+
+    @classmethod
+    def start(cls, text: str, kind: str = "base") -> "Draft":
+        b = parse_block(text)
+        return cls(kind, b, b)
+
+    @property
+    def last_issues(self) -> list[Issue] | None:
+        return self.validations[-1] if self.validations else None
+
+
+class EditArgs(BaseModel):
+    edits: list[Edit] = Field(description="edits applied in order, atomically: all or none")
+
+
+class EditResult(ToolResult):
+    block: str | None = Field(None, description="the draft after the edits, canonical text")
+    failed_edit: int | None = None
+
+
+class ValidateArgs(BaseModel):
+    note: str = Field("", description="optional: what you expect the validator to check")
+
+
+class ErrorRecord(BaseModel):
+    node: int | None
+    code: str
+    message: str
+
+
+class ValidateResult(ToolResult):
+    valid: bool = False
+    errors: list[ErrorRecord] = []
+    block: str | None = None
+
+
+def edit_tool(draft: Draft) -> TypedTool:
+    def run(args: EditArgs) -> EditResult:
+        try:
+            new = apply_edits(draft.block, args.edits)
+        except EditError as exc:
+            return EditResult(ok=False, error=str(exc), failed_edit=exc.index, block=str(draft.block))
+        except BlockError as exc:
+            return EditResult(ok=False, error=str(exc), block=str(draft.block))
+        draft.block = new
+        draft.edits.append({"edits": [e.model_dump(mode="json") for e in args.edits]})
+        return EditResult(block=str(new))
+
+    return TypedTool("edit_block", "Apply a list of typed edits to the draft block atomically; returns the new draft.",
+                     EditArgs, EditResult, run)
+
+
+def validate_tool(draft: Draft) -> TypedTool:
+    def run(args: ValidateArgs) -> ValidateResult:
+        issues = validate(draft.block, draft.kind)
+        draft.validations.append(issues)
+        return ValidateResult(valid=not issues, errors=[ErrorRecord(node=i.node, code=i.code.value, message=i.message)
+                                                        for i in issues], block=str(draft.block))
+
+    return TypedTool("validate_block", "Run the flow validator on the current draft block.",
+                     ValidateArgs, ValidateResult, run)

@@ -1,0 +1,94 @@
+"""Retrieval tools over the knowledge base (inspirations) and the experience base."""
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import BaseModel, Field
+
+from .base import ToolResult, TypedTool
+from .memory import ExperienceStore, Inspiration, KnowledgeStore
+
+
+class KnowledgeQuery(BaseModel):
+    query: str = Field(description="what kind of design idea you look for")
+    k: int = Field(3, ge=1, le=10)
+    tags: list[str] | None = Field(None, description="optional tag filter, e.g. ['channel-attention']")
+
+
+class InspirationHit(BaseModel):
+    id: str
+    text: str
+    source: str
+    tags: list[str]
+    score: float
+
+
+class KnowledgeResult(ToolResult):
+    items: list[InspirationHit] = []
+
+
+class ExperienceQuery(BaseModel):
+    query: str = Field(description="the plan or the validator error you need experience for")
+    k: int = Field(5, ge=1, le=10)
+    types: list[Literal["failure", "fix", "success", "regression"]] | None = None
+    error_code: str | None = Field(None, description="only records about this validator error code")
+
+
+class ExperienceHit(BaseModel):
+    id: str
+    type: str
+    error_code: str | None = None
+    error_message: str | None = None
+    change: str = ""
+    advice: str = ""
+    trial: int = 0
+    score: float
+
+
+class ExperienceResult(ToolResult):
+    items: list[ExperienceHit] = []
+
+
+class NewInspiration(BaseModel):
+    text: str = Field(description="two to four sentences: what to change in a block and why")
+    source: str = Field(description="the paper: title (first author, year)")
+    tags: list[str] = []
+
+
+class AddedResult(ToolResult):
+    id: str | None = None
+
+
+def knowledge_tool(store: KnowledgeStore) -> TypedTool:
+    def run(q: KnowledgeQuery) -> KnowledgeResult:
+        hits = store.search(q.query, k=q.k, tags=q.tags or None)
+        return KnowledgeResult(items=[InspirationHit(id=h.id, text=h.text, source=h.source, tags=list(h.tags),
+                                                     score=round(h.score, 4)) for h in hits])
+
+    return TypedTool("search_knowledge", "Retrieve design inspirations (each names its source paper).",
+                     KnowledgeQuery, KnowledgeResult, run)
+
+
+def experience_tool(store: ExperienceStore) -> TypedTool:
+    def run(q: ExperienceQuery) -> ExperienceResult:
+        hits = store.search(q.query, k=q.k, types=q.types, error_code=q.error_code)
+        if not hits and q.error_code:  # nothing for this exact code: fall back to the closest records
+            hits = store.search(q.query, k=q.k, types=q.types)
+        return ExperienceResult(items=[ExperienceHit(id=str(r.id), type=r.type, error_code=r.error_code,
+                                                     error_message=r.error_message, change=r.change, advice=r.advice,
+                                                     trial=r.trial, score=round(s, 4)) for r, s in hits])
+
+    return TypedTool("search_experience", "Retrieve past design experience: failures, fixes, successes, regressions.",
+                     ExperienceQuery, ExperienceResult, run)
+
+
+def add_inspiration_tool(store: KnowledgeStore, id_prefix: str = "reader") -> TypedTool:
+    def run(n: NewInspiration) -> AddedResult:
+        import hashlib
+
+        ident = f"{id_prefix}-{hashlib.blake2b(n.text.encode(), digest_size=6).hexdigest()}"
+        store.add([Inspiration(id=ident, text=n.text, source=n.source, tags=n.tags)])
+        return AddedResult(id=ident)
+
+    return TypedTool("add_inspiration", "Store a new inspiration in the knowledge base.",
+                     NewInspiration, AddedResult, run)
