@@ -64,8 +64,8 @@ async def run_trial(env: TrialEnv, trial: int, parent: TreeNode) -> TreeNode:
         async for item in team.run_stream(task=task_message(trial, parent, env.tree)):
             log.add(item)
     except Exception as exc:  # noqa: BLE001 - a failing model client ends this trial, not the run
-        error = f"model client error: {type(exc).__name__}: {exc}"
-        log.note("trial", error)
+        log.note("trial", f"model client error: {type(exc).__name__}: {exc}")  # full text, traceback included
+        error = f"model client error: {_first_line(exc)}"
 
     plan = (log.texts("Proposer") or [""])[-1]
     inspiration = _field(plan, "INSPIRATION")
@@ -117,6 +117,13 @@ async def run_trial(env: TrialEnv, trial: int, parent: TreeNode) -> TreeNode:
                         metrics=_metrics(outcome), **common)
     _write_outcome_experience(env, trial, parent, node, plan)
     return finish(node)
+
+
+def _first_line(exc: Exception) -> str:
+    """AutoGen re-raises agent failures as RuntimeError with the inner traceback in the text;
+    the tree keeps only the inner error's own line."""
+    text = str(exc).strip().splitlines()
+    return (text[0] if text else type(exc).__name__)[:300]
 
 
 def _token():

@@ -1,0 +1,56 @@
+"""Model clients for the team tests. The scripted one is the offline designer for Proposer and
+Reflector, while the Modifier follows a fixed script; the failing one raises on every call."""
+from __future__ import annotations
+
+import json
+
+from autogen_core.models import UserMessage
+
+from agents.offline_client import OfflineDesignerClient, _from, _tool_results, _turn
+
+# Edits on the ResNet basic block (node 8 is the last ReLU, node 1 the output).
+ONE_INPUT_ADD = [{"kind": "insert_on_edge", "src": 8, "dst": 1, "op": "Add", "id": 20}]
+CONNECT_SHORTCUT = [{"kind": "add_edge", "src": 0, "dst": 20}]
+
+SCENARIOS = {
+    # trial -> edits per round; a trial not listed uses the offline designer
+    "fix_then_valid": {1: [ONE_INPUT_ADD, CONNECT_SHORTCUT]},
+    "always_invalid": {1: [ONE_INPUT_ADD, [], [], [], [], []]},
+    "no_change": {1: [[]]},
+}
+
+
+class ScriptedModifierClient(OfflineDesignerClient):
+    def __init__(self, scenario: str, seed: int = 0):
+        super().__init__(seed=seed, fault_rate=0.0)
+        self.script = SCENARIOS[scenario]
+
+    def _modifier(self, messages, tools):
+        trial = self._trial(self._task(messages))
+        if trial not in self.script:
+            return super()._modifier(messages, tools)
+        done = _tool_results(_turn(messages))
+        if done and done[-1][0] == "validate_block":
+            return "SUBMITTED: scripted edits."
+        if done:
+            return self._call("validate_block", {"note": "scripted"})
+        round_no = len(_from(messages, "Reflector")) - 1  # the first Reflector message is advice
+        edits = self.script[trial][min(round_no, len(self.script[trial]) - 1)]
+        if not edits:
+            return self._call("validate_block", {"note": "scripted: no change this round"})
+        return self._call("edit_block", {"edits": edits})
+
+
+class FailingClient(OfflineDesignerClient):
+    """A model service that is down."""
+
+    async def create(self, messages, **kwargs):
+        raise ConnectionError("model service unavailable (scripted outage)")
+
+
+def texts(records: list[dict], role: str, kind: str = "TextMessage") -> list[str]:
+    return [r["content"] if isinstance(r["content"], str) else json.dumps(r["content"])
+            for r in records if r["role"] == role and r["type"] == kind]
+
+
+__all__ = ["ScriptedModifierClient", "FailingClient", "UserMessage", "texts"]

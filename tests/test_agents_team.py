@@ -1,0 +1,131 @@
+"""The design team end to end: scripted and failing model clients, real tools, real training
+(one tiny epoch on digits), real memory (Qdrant embedded, hashing embedder)."""
+import asyncio
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from hydra import compose, initialize_config_dir
+from rich.console import Console
+
+from agents.factory import DEFAULT_ROOTS, build_run
+from conftest import ROOT
+from graphs.tree import ModificationTree
+from scripted_clients import texts
+
+FAST = ["trainer.epochs=1", "trainer.subset=300", "memory.embedder=hashing", "export=false", "progress=false"]
+
+
+@pytest.fixture(autouse=True)
+def one_thread():
+    import torch
+
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(n)
+
+
+def run(tmp_path: Path, overrides: list[str]):
+    root = tmp_path / "root.txt"
+    root.write_text(DEFAULT_ROOTS["nader"])
+    with initialize_config_dir(config_dir=str(ROOT / "conf"), version_base="1.3"):
+        cfg = compose(config_name="config", overrides=FAST + [f"root_block={root}"] + overrides)
+    run_dir = tmp_path / "run"
+    summary = asyncio.run(build_run(cfg, run_dir, Console(file=open("/dev/null", "w")))())
+    return summary, ModificationTree.load(run_dir / "tree.json"), run_dir
+
+
+def records(run_dir: Path, trial: int) -> list[dict]:
+    path = run_dir / "trials" / f"{trial:04d}" / "transcript.jsonl"
+    return [json.loads(line) for line in path.read_text().splitlines()]
+
+
+def experience(run_dir: Path):
+    from tools.memory import MemoryConfig, open_memory
+
+    return open_memory(MemoryConfig(path=str(run_dir / "memory"), embedder="hashing", load_starter=False))
+
+
+def scripted(scenario: str) -> list[str]:
+    return [f"+llm.client.scenario={scenario}", "llm.client._target_=scripted_clients.ScriptedModifierClient",
+            "~llm.client.fault_rate"]
+
+
+def test_invalid_first_submission_is_repaired_trained_and_remembered(tmp_path):
+    summary, tree, run_dir = run(tmp_path, scripted("fix_then_valid") + ["trials=2"])
+    first = records(run_dir, 1)
+    # The validator's arity error reaches the Modifier (its own check) and the Reflector (review).
+    assert any("arity" in t for t in texts(first, "Modifier", "ToolCallExecutionEvent"))
+    revise = [t for t in texts(first, "Reflector") if t.startswith("REVISE")]
+    assert revise and "[arity]" in revise[0] and "node 20" in revise[0]
+    assert any(t.startswith("APPROVE") for t in texts(first, "Reflector"))
+    node = tree.get(1)
+    assert node.status == "trained" and node.valid_acc is not None and node.test_acc is not None
+    assert "20:Add" in node.block
+    with experience(run_dir) as mem:
+        fixes = [r for r in mem.experience.all() if r.type == "fix"]
+        assert fixes and fixes[0].error_code == "arity" and fixes[0].trial == 1
+        assert mem.experience.count("failure") >= 1
+        assert mem.experience.count("success") + mem.experience.count("regression") >= 1
+        fix_id = str(fixes[0].id)
+    second = records(run_dir, 2)
+    retrieved = [r for r in second if r["role"] == "Reflector" and r["type"] == "ToolCallExecutionEvent"]
+    assert fix_id in json.dumps(retrieved[0]["content"])
+    advice = texts(second, "Reflector")[0]
+    assert advice.startswith("ADVICE") and f"Experience {fix_id}:" in advice
+    assert summary.trials == 2
+
+
+def test_five_failed_rounds_make_an_invalid_node_and_the_run_goes_on(tmp_path):
+    summary, tree, run_dir = run(tmp_path, scripted("always_invalid") + ["trials=2"])
+    node = tree.get(1)
+    assert node.status == "invalid"
+    assert [e.code for e in node.errors] == ["arity"] and node.errors[0].node == 20
+    assert len(texts(records(run_dir, 1), "Modifier")) == 5
+    assert any(t.startswith("REJECT") for t in texts(records(run_dir, 1), "Reflector"))
+    assert not (run_dir / "trials" / "0001" / "train.json").exists()
+    assert tree.get(2).trial == 2 and tree.get(2).status in ("trained", "duplicate", "invalid")
+
+
+def test_isomorphic_design_is_a_duplicate_and_not_trained(tmp_path):
+    summary, tree, run_dir = run(tmp_path, scripted("no_change") + ["trials=1"])
+    node = tree.get(1)
+    assert node.status == "duplicate" and node.duplicate_of == 0
+    assert node.valid_acc == tree.get(0).valid_acc
+    assert not (run_dir / "trials" / "0001" / "train.json").exists()
+    assert any("isomorphic to node 0" in t for t in texts(records(run_dir, 1), "trial", "TrialEvent"))
+
+
+def test_failing_model_client_fails_trials_and_exits_with_a_clear_message(tmp_path):
+    root = tmp_path / "root.txt"
+    root.write_text(DEFAULT_ROOTS["nader"])
+    env = {"PYTHONPATH": f"{ROOT}:{ROOT / 'tests'}", "PATH": "/usr/bin:/bin", "HOME": str(tmp_path)}
+    res = subprocess.run([sys.executable, "main.py", *FAST, f"root_block={root}", "trials=2",
+                          "llm.client._target_=scripted_clients.FailingClient", f"hydra.run.dir={tmp_path / 'run'}"],
+                         cwd=ROOT, capture_output=True, text=True, env=env, timeout=300)
+    assert res.returncode == 2, res.stderr[-2000:]
+    assert "Traceback" not in res.stderr and "every trial failed because the model client failed" in res.stderr
+    tree = ModificationTree.load(tmp_path / "run" / "tree.json")
+    assert [n.status for n in tree.nodes[1:]] == ["failed", "failed"]
+    assert all("model service unavailable" in n.reason for n in tree.nodes[1:])
+
+
+def test_researcher_command_on_small_cifar10_files(tmp_path):
+    from test_training_datasets import write_cifar10
+
+    data = tmp_path / "data"
+    write_cifar10(data, per_batch=40, n_test=40)
+    env = {"PYTHONPATH": str(ROOT), "PATH": "/usr/bin:/bin", "HOME": str(tmp_path), "HF_HUB_OFFLINE": "1"}
+    res = subprocess.run([sys.executable, "main.py", "dataset=cifar10", f"dataset.root={data}", "trials=2",
+                          "trainer=smoke", f"hydra.run.dir={tmp_path / 'run'}"],
+                         cwd=ROOT, capture_output=True, text=True, env=env, timeout=600)
+    assert res.returncode == 0, res.stderr[-3000:]
+    tree = ModificationTree.load(tmp_path / "run" / "tree.json")
+    assert len(tree) == 3 and tree.get(0).metrics["dataset"] == "cifar10"
+    assert all(n.status in ("trained", "duplicate", "invalid", "failed") for n in tree.nodes[1:])
+    trained = [n for n in tree.nodes if n.status == "trained"]
+    assert trained and all(n.metrics["split_seed"] == 0 and n.test_acc is not None for n in trained)
+    assert (tmp_path / "run" / "trials" / "0002" / "transcript.md").exists()
