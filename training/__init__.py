@@ -17,6 +17,7 @@ _EXPORTS = {
     "TrialSpec": "trials",
     "Evaluator": "evaluators", "TrainEvaluator": "evaluators", "make_evaluator": "evaluators",
     "InProcessLauncher": "launchers", "PoolLauncher": "launchers", "make_launcher": "launchers",
+    "EVALUATORS": "evaluators", "BlockNetwork": "models", "Nb201TableEvaluator": "nb201_table",
 }
 
 __all__ = sorted(_EXPORTS)

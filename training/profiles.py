@@ -38,6 +38,8 @@ class TrainerProfile(BaseModel):
     deterministic: bool = True
     time_limit_s: float | None = Field(None, gt=0)
     nan_check_every: int = Field(20, gt=0, description="steps between host syncs that look for a non-finite loss")
+    compile: bool | None = Field(None, description="torch.compile the model for training steps; None: on when the "
+                                                    "run has at least 1000 steps, where the compile time pays off")
 
 
 PROFILES: dict[str, TrainerProfile] = {

@@ -78,6 +78,7 @@ class Trainer:
         self.channels_last = True if profile.channels_last is None else profile.channels_last
         fmt = torch.channels_last if self.channels_last else torch.contiguous_format
         self.model = model.to(self.device, memory_format=fmt)
+        self.step_model = self.model  # replaced by a compiled wrapper when the profile asks for it
         self.norm = Normalizer(data.mean, data.std, self.device, channels_last=self.channels_last)
         self.train_x = self.data.train.x.to(self.device)
         self.train_y = self.data.train.y.to(self.device)
@@ -90,6 +91,8 @@ class Trainer:
         self.optimizer = torch.optim.SGD(self.model.parameters(), lr=profile.lr, momentum=profile.momentum,
                                          nesterov=profile.nesterov, weight_decay=profile.weight_decay)
         self.step_count = 0
+        if self.use_compile():
+            self.step_model = torch.compile(self.model)  # training steps only: eval stays eager
         self.time_limit_s = time_limit_s if time_limit_s is not None else profile.time_limit_s
         self.t0 = time.perf_counter()
 
@@ -116,7 +119,7 @@ class Trainer:
         lr = self.lr_at(self.step_count)
         for g in self.optimizer.param_groups:
             g["lr"] = lr
-        logits = self.model(x)
+        logits = self._forward(x)
         loss = F.cross_entropy(logits, y, label_smoothing=self.profile.label_smoothing)
         self.optimizer.zero_grad(set_to_none=True)
         loss.backward()
@@ -124,6 +127,21 @@ class Trainer:
         self.step_count += 1
         with torch.no_grad():
             return loss.detach() * y.shape[0], (logits.argmax(1) == y).sum()
+
+    def use_compile(self) -> bool:
+        c = self.profile.compile
+        return c if c is not None else self.total_steps >= 1000
+
+    def _forward(self, x: torch.Tensor) -> torch.Tensor:
+        try:
+            return self.step_model(x)
+        except Exception as exc:  # noqa: BLE001 - a compiler that fails here must not fail the design
+            from torch._dynamo.exc import TorchDynamoException
+
+            if self.step_model is self.model or not isinstance(exc, TorchDynamoException):
+                raise
+            self.step_model = self.model
+            return self.model(x)
 
     @torch.no_grad()
     def evaluate(self, split: Split) -> float:
