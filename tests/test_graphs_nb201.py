@@ -15,7 +15,20 @@ from graphs.nb201 import (COLUMNS, NB201_OPS, Nb201ArchError, Nb201Table, all_ar
 from graphs.validate import validate
 
 TABLE = Path(__file__).resolve().parents[2] / "shared" / "data" / "nb201_cifar.csv"  # ../shared from the repo
-needs_table = pytest.mark.skipif(not TABLE.exists(), reason="NB201 table ../shared/data/nb201_cifar.csv not present")
+
+
+def _require_table():
+    if not TABLE.exists():
+        pytest.fail(f"the NB201 table is missing: expected {TABLE} (tests read ../shared/data; "
+                    f"the project ships no copy)", pytrace=False)
+
+
+needs_table = pytest.mark.usefixtures("table_present")
+
+
+@pytest.fixture
+def table_present():
+    _require_table()
 
 EXAMPLE = "|nor_conv_3x3~0|+|nor_conv_3x3~0|nor_conv_3x3~1|+|skip_connect~0|nor_conv_3x3~1|nor_conv_3x3~2|"
 ARCHS = all_arch_strings()
