@@ -12,7 +12,7 @@ from typing import Callable, Mapping
 from autogen_core.models import ChatCompletionClient
 from rich.console import Console
 
-from graphs.cost import Budget, fit_width, network_cost
+from graphs.cost import Budget, BudgetError
 from graphs.ir import parse_block
 from graphs.search import select
 from graphs.tree import ModificationTree
@@ -20,7 +20,7 @@ from graphs.validate import check
 from tools.memory import Memory
 from tools.training_tools import TrainArgs, training_tool
 
-from .trial import TrialEnv, run_trial
+from .trial import TrialEnv, fit_design, run_trial
 
 
 class RunError(RuntimeError):
@@ -107,12 +107,10 @@ def _train_root(settings: RunSettings, tree: ModificationTree, text: str, train,
         block = check(parse_block(text), "base")
     except ValueError as exc:
         raise RunError(f"the root block is not a valid base block: {exc}") from exc
-    if settings.macro == "nader":
-        fit = fit_width(block, settings.dataset, settings.budget)
-        x, widths, params, flops = fit.widths[0], list(fit.widths), fit.params, fit.flops
-    else:
-        c = network_cost(block, settings.macro, settings.dataset)
-        x, widths, params, flops = None, [16, 32, 64], c.params, c.flops
+    try:
+        x, widths, params, flops = fit_design(block, settings.macro, settings.dataset, settings.budget)
+    except BudgetError as exc:
+        raise RunError(f"the root block does not fit the budget: {exc}") from exc
     console.print(f"training the root block {block.name}: widths {widths}, {params:,} params")
     m = train(TrainArgs(block=str(block), x=x, trial=0))
     if m.get("status") != "ok":

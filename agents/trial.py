@@ -41,6 +41,22 @@ class TrialEnv:
     export: bool = True
 
 
+def fit_design(block, macro: str, dataset: str, budget: Budget) -> tuple[int | None, list[int], int, int]:
+    """(x, widths, params, FLOPs) of the design in the run's macro. `nader` fits the widths to the
+    budget; a fixed-width macro (`nb201`) is checked against it. BudgetError when it does not fit."""
+    if macro == "nader":
+        fit = fit_width(block, dataset, budget)
+        return fit.widths[0], list(fit.widths), fit.params, fit.flops
+    from graphs.macro import dataset_shape, layout
+
+    c = network_cost(block, macro, dataset)
+    max_flops = budget.max_flops if budget.max_flops is not None else dataset_shape(dataset).max_flops
+    if c.params > budget.max_params or c.flops > max_flops:
+        raise BudgetError(f"{c.params:,} params (limit {budget.max_params:,}), {c.flops:,} FLOPs "
+                          f"(limit {max_flops:,}) in the fixed-width {macro} skeleton on {dataset}")
+    return None, list(layout(block, macro, dataset).widths), c.params, c.flops
+
+
 def task_message(trial: int, node: TreeNode, tree: ModificationTree) -> str:
     acc = f"{node.valid_acc:.2f}%" if node.valid_acc is not None else "unknown"
     children = tree.children_summary(node.id) or "none yet"
@@ -97,12 +113,7 @@ async def run_trial(env: TrialEnv, trial: int, parent: TreeNode) -> TreeNode:
                                    **common))
 
     try:
-        if env.macro == "nader":
-            fit = fit_width(draft.block, env.dataset, env.budget)
-            x, widths, params, flops = fit.widths[0], list(fit.widths), fit.params, fit.flops
-        else:
-            c = network_cost(draft.block, env.macro, env.dataset)
-            x, widths, params, flops = None, [16, 32, 64], c.params, c.flops
+        x, widths, params, flops = fit_design(draft.block, env.macro, env.dataset, env.budget)
     except BudgetError as exc:
         log.note("trial", f"rejected by the budget: {exc}")
         return finish(env.tree.add(parent.id, str(draft.block), status="invalid", reason=f"budget: {exc}", **common))
