@@ -99,6 +99,25 @@ def make_trainer(cfg: DictConfig, run_dir: Path) -> Callable:
     return train
 
 
+async def read_paper(path: Path, client, memory, run_dir: Path) -> int:
+    """Run the Reader on one paper (plain text; PDF and arXiv ingestion come with the Reader issue)."""
+    from tools.memory_tools import add_inspiration_tool
+
+    from .team import reader_team
+    from .transcript import Transcript
+
+    if not path.is_file():
+        raise RunSetupError(f"paper not found: {path}")
+    text = path.read_text(errors="replace")
+    log = Transcript()
+    before = memory.knowledge.count()
+    async for item in reader_team(client, [add_inspiration_tool(memory.knowledge)]).run_stream(
+            task=f"TITLE: {text.strip().splitlines()[0] if text.strip() else path.stem}\n{text}"):
+        log.add(item)
+    log.write(run_dir / "reader" / path.stem, f"Reader: {path.name}")
+    return memory.knowledge.count() - before
+
+
 def build_run(cfg: DictConfig, run_dir: Path, console: Console):
     from tools.memory import MemoryConfig, open_memory
 
@@ -120,6 +139,9 @@ def build_run(cfg: DictConfig, run_dir: Path, console: Console):
             added = memory.knowledge.ensure_starter()
             if added:
                 console.print(f"knowledge base: {added} starter inspirations loaded")
+            for path in cfg.papers or []:
+                n = await read_paper(Path(path), clients["Reader"], memory, run_dir)
+                console.print(f"Reader: {path}: {n} inspiration(s) added")
             return await run_design(settings, run_dir, root, clients, memory, train, console)
         except RunError as exc:
             raise RunSetupError(str(exc)) from exc

@@ -129,3 +129,20 @@ def test_researcher_command_on_small_cifar10_files(tmp_path):
     trained = [n for n in tree.nodes if n.status == "trained"]
     assert trained and all(n.metrics["split_seed"] == 0 and n.test_acc is not None for n in trained)
     assert (tmp_path / "run" / "trials" / "0002" / "transcript.md").exists()
+
+
+def test_reader_is_wired_and_adds_inspirations_from_a_paper(tmp_path):
+    paper = tmp_path / "paper.txt"
+    paper.write_text("Gated Shortcuts for Small Convolutional Blocks (Doe et al., 2031)\n"
+                     "We gate the residual branch with a sigmoid of a pooled descriptor. The gate is computed "
+                     "by a 1x1 convolution on the globally pooled features. It improves accuracy at a small cost.\n")
+    summary, tree, run_dir = run(tmp_path, [f"papers=[{paper}]", "trials=1"])
+    reader = records(run_dir, 1)  # the trial still runs after the Reader
+    assert reader
+    log = [json.loads(x) for x in (run_dir / "reader" / "paper" / "transcript.jsonl").read_text().splitlines()]
+    calls = [c for r in log if r["role"] == "Reader" and r["type"] == "ToolCallRequestEvent" for c in r["content"]]
+    assert calls and calls[0]["call"] == "add_inspiration"
+    assert "Gated Shortcuts" in calls[0]["arguments"]["source"]
+    with experience(run_dir) as mem:
+        hits = mem.knowledge.search("gate the residual branch with a sigmoid of a pooled descriptor", k=1)
+        assert hits[0].source.startswith("Gated Shortcuts")
