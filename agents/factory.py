@@ -92,7 +92,7 @@ def make_trainer(cfg: DictConfig, run_dir: Path) -> Callable:
         spec = TrialSpec(model_factory=BlockNetwork(text=args.block, macro=cfg.macro.name, dataset=cfg.dataset.name,
                                                     x=args.x),
                          dataset=cfg.dataset.name, root=cfg.dataset.root, profile=profile, seed=cfg.seed,
-                         trial_id=f"{args.trial:04d}", out=str(out),
+                         trial_id=f"{args.trial:04d}", out=str(out), weights_out=str(out.with_name("weights.pt")),
                          extra={"block": args.block, "macro": cfg.macro.name})
         return launcher.run([spec])[0].metrics()
 

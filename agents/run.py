@@ -87,7 +87,33 @@ async def run_design(settings: RunSettings, run_dir: Path, root_block: str, clie
         acc = f", valid {node.valid_acc:.2f}%" if node.status == "trained" else ""
         why = f" ({node.reason})" if node.reason else (f" of node {node.duplicate_of}" if node.duplicate_of else "")
         console.print(f"  -> node {node.id}: {node.status}{why}{acc}")
+    write_best(tree, run_dir, settings)
     return summarize(tree)
+
+
+def write_best(tree: ModificationTree, run_dir: Path, settings: RunSettings) -> Path | None:
+    """best/: the best node's block, standalone PyTorch source, trained weights and metrics."""
+    import shutil
+
+    from graphs.compile import build_model
+    from graphs.export import export_source
+
+    best = tree.best()
+    if best is None:
+        return None
+    out = run_dir / "best"
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "block.txt").write_text(best.block)
+    x = best.widths[0] if settings.macro == "nader" and best.widths else None
+    (out / "model.py").write_text(export_source(build_model(parse_block(best.block), settings.macro,
+                                                            settings.dataset, x)))
+    weights = run_dir / "trials" / f"{best.trial or 0:04d}" / "weights.pt"
+    if weights.exists():
+        shutil.copyfile(weights, out / "weights.pt")
+    (out / "metrics.json").write_text(json.dumps({"node": best.id, "trial": best.trial, "widths": best.widths,
+                                                  "params": best.params, "flops": best.flops,
+                                                  "metrics": best.metrics}, indent=2))
+    return out
 
 
 def summarize(tree: ModificationTree) -> RunSummary:

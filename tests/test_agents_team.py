@@ -146,3 +146,20 @@ def test_reader_is_wired_and_adds_inspirations_from_a_paper(tmp_path):
     with experience(run_dir) as mem:
         hits = mem.knowledge.search("gate the residual branch with a sigmoid of a pooled descriptor", k=1)
         assert hits[0].source.startswith("Gated Shortcuts")
+
+
+def test_best_design_is_saved_with_source_and_weights_that_load(tmp_path):
+    import importlib.util
+
+    import torch
+
+    summary, tree, run_dir = run(tmp_path, ["trials=1"])
+    best = run_dir / "best"
+    meta = json.loads((best / "metrics.json").read_text())
+    assert meta["node"] == summary.best_node and (best / "block.txt").read_text() == tree.get(meta["node"]).block
+    spec = importlib.util.spec_from_file_location("best_model", best / "model.py")
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    net = mod.build_model()
+    net.load_state_dict(torch.load(best / "weights.pt"))  # strict: every key and shape matches
+    assert net.eval()(torch.zeros(2, 3, 8, 8)).shape == (2, 10)

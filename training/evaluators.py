@@ -50,7 +50,7 @@ class TrainEvaluator:
             return result
         return train(trial.model_factory, data, profile, seed=trial.seed, device=trial.device,
                      time_limit_s=trial.time_limit_s, progress=self.progress, out=trial.out,
-                     trial_id=trial.trial_id)
+                     trial_id=trial.trial_id, weights=trial.weights_out)
 
 
 def _nb201_table(**kwargs) -> Evaluator:

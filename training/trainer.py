@@ -10,7 +10,9 @@ from __future__ import annotations
 
 import contextlib
 import math
+import os
 import sys
+import tempfile
 import time
 import traceback
 from pathlib import Path
@@ -250,13 +252,25 @@ def _exception_reason(e: BaseException) -> str:
     return f"model error: {type(e).__name__}: {str(e)[:500]}{where}"
 
 
+def _save_weights(net: nn.Module, path: Path) -> None:
+    """Atomic, contiguous CPU tensors: loads into the exported standalone source as well."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    state = {k: v.detach().to("cpu").contiguous() for k, v in net.state_dict().items()}
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=path.name, suffix=".tmp")
+    os.close(fd)
+    torch.save(state, tmp)
+    os.replace(tmp, path)
+
+
 def train(model: ModelSource, data: ImageDataset, profile: str | TrainerProfile = "smoke", *, seed: int = 0,
           device: str | torch.device | None = None, time_limit_s: float | None = None,
-          progress: bool | None = None, out: str | Path | None = None, trial_id: str = "") -> TrialResult:
+          progress: bool | None = None, out: str | Path | None = None, trial_id: str = "",
+          weights: str | Path | None = None) -> TrialResult:
     """Train `model` (a module, or a zero-arg factory built here under `seed`) on `data`.
 
     Never raises for a failing model: NaN/Inf loss, exceptions in the model, CUDA OOM and the time
-    limit give `status="failed"` with a reason. `out` is a JSON path the result is written to.
+    limit give `status="failed"` with a reason. `out` is a JSON path the result is written to;
+    `weights`, a path for the trained state dict (written only when training succeeded).
     """
     t0 = time.perf_counter()
     dev = resolve_device(device)
@@ -281,6 +295,8 @@ def train(model: ModelSource, data: ImageDataset, profile: str | TrainerProfile 
                                  final_test_acc=trainer.evaluate(trainer.data.test), best_epoch=best.epoch,
                                  best_valid_acc=best.valid_acc, wall_time_s=time.perf_counter() - t0,
                                  train_time_s=train_s, images_per_s=images / train_s if train_s > 0 else None)
+            if weights is not None:
+                _save_weights(net, Path(weights))
     except TrainingFailure as e:
         result = TrialResult(status="failed", reason=str(e), **base, epochs=history,
                              wall_time_s=time.perf_counter() - t0)

@@ -28,6 +28,7 @@ class TrialSpec:
     time_limit_s: float | None = None
     device: str | None = None
     out: str | None = None  # JSON path for the result
+    weights_out: str | None = None  # path for the trained state dict
     extra: dict = field(default_factory=dict)  # evaluator-specific settings (e.g. block text, arch)
 
     def resolved_profile(self) -> TrainerProfile:
