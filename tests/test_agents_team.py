@@ -2,6 +2,7 @@
 (one tiny epoch on digits), real memory (Qdrant embedded, hashing embedder)."""
 import asyncio
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -102,7 +103,7 @@ def test_isomorphic_design_is_a_duplicate_and_not_trained(tmp_path):
 def test_failing_model_client_fails_trials_and_exits_with_a_clear_message(tmp_path):
     root = tmp_path / "root.txt"
     root.write_text(DEFAULT_ROOTS["nader"])
-    env = {"PYTHONPATH": f"{ROOT}:{ROOT / 'tests'}", "PATH": "/usr/bin:/bin", "HOME": str(tmp_path)}
+    env = {**os.environ, "PYTHONPATH": f"{ROOT}:{ROOT / 'tests'}", "HOME": str(tmp_path)}
     res = subprocess.run([sys.executable, "main.py", *FAST, f"root_block={root}", "trials=2",
                           "llm.client._target_=scripted_clients.FailingClient", f"hydra.run.dir={tmp_path / 'run'}"],
                          cwd=ROOT, capture_output=True, text=True, env=env, timeout=300)
@@ -118,7 +119,7 @@ def test_researcher_command_on_small_cifar10_files(tmp_path):
 
     data = tmp_path / "data"
     write_cifar10(data, per_batch=40, n_test=40)
-    env = {"PYTHONPATH": str(ROOT), "PATH": "/usr/bin:/bin", "HOME": str(tmp_path), "HF_HUB_OFFLINE": "1"}
+    env = {**os.environ, "PYTHONPATH": str(ROOT), "HOME": str(tmp_path), "HF_HUB_OFFLINE": "1"}
     res = subprocess.run([sys.executable, "main.py", "dataset=cifar10", f"dataset.root={data}", "trials=2",
                           "trainer=smoke", f"hydra.run.dir={tmp_path / 'run'}"],
                          cwd=ROOT, capture_output=True, text=True, env=env, timeout=600)
