@@ -18,3 +18,15 @@ def corpus_kind(path: Path) -> str:
 def corpus():
     """Every block of the test corpus as (name, kind, text)."""
     return [(p.stem, corpus_kind(p), p.read_text()) for p in sorted(CORPUS.glob("*.txt"))]
+
+
+@pytest.fixture
+def one_thread():
+    """One intra-op thread for tests that train: on a small, shared CI box, OpenMP threads spinning
+    against other processes slow these tiny models down by an order of magnitude."""
+    import torch
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)

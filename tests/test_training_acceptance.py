@@ -7,7 +7,6 @@ from __future__ import annotations
 import pickle
 
 import pytest
-import torch
 
 from graphs.nb201 import arch_to_block
 from graphs.validate import validate
@@ -49,12 +48,7 @@ NAN_BLOCK = """##SoftmaxOfHugeMul##
 """
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def test_smoke_trains_the_nb201_resnet_cell_on_digits() -> None:

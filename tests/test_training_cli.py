@@ -9,7 +9,6 @@ import sys
 from pathlib import Path
 
 import pytest
-import torch
 
 from conftest import ROOT, SHARED_DATA
 from graphs.nb201 import arch_to_block
@@ -22,12 +21,7 @@ TABLE = SHARED_DATA / "nb201_cifar.csv"
 BAD = "0:input\n1:output\n2:Conv2d(out_channels=2*C,kernel_size=3)\n0->2\n2->1\n"
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 @pytest.fixture

@@ -21,14 +21,7 @@ from training.results import TrialResult
 from training.trials import TrialSpec
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    """One intra-op thread: on a small, shared CI box, OpenMP threads spinning against other
-    processes slow these tiny models down by an order of magnitude."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 QUICK = PROFILES["smoke"].model_copy(update={"epochs": 1, "batch_size": 64, "subset": 128})

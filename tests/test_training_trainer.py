@@ -15,14 +15,7 @@ from training.profiles import PROFILES
 from training.results import TrialResult
 from training.trainer import Trainer, train
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    """One intra-op thread: on a small, shared CI box, OpenMP threads spinning against other
-    processes slow these tiny models down by an order of magnitude."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 TINY = PROFILES["smoke"].model_copy(update={"epochs": 2, "batch_size": 32, "subset": 256})
