@@ -11,7 +11,8 @@ import pytest
 from hypothesis import HealthCheck, given, settings, strategies as st
 
 from graphs.hashing import canonical_hash, is_isomorphic, node_label, same_block
-from graphs.ir import Block, format_op, parse_block
+from graphs.ir import Block, parse_block
+from relabel import relabel
 
 CORPUS = sorted((Path(__file__).parent / "corpus").glob("*.txt"))
 ROOT = Path(__file__).resolve().parents[1]
@@ -21,28 +22,6 @@ def corpus_block(name: str) -> Block:
     return parse_block((Path(__file__).parent / "corpus" / f"{name}.txt").read_text())
 
 
-def relabel(block: Block, rng: random.Random) -> str:
-    """The block's text with new node ids, shuffled node lines and edge lines interleaved at random
-    (each node's inputs keep their order)."""
-    ids = [n.id for n in block.nodes]
-    new = dict(zip(ids, rng.sample(range(-40, 1000), len(ids))))
-    lines = [f"{new[n.id]}:{format_op(n)}" for n in block.nodes]
-    rng.shuffle(lines)
-    queues = {}
-    for a, b in block.edges:
-        queues.setdefault(b, []).append(a)
-    edges = []
-    while queues:
-        b = rng.choice(sorted(queues))
-        edges.append(f"{new[queues[b].pop(0)]}->{new[b]}")
-        if not queues[b]:
-            del queues[b]
-    body = lines + edges
-    if rng.random() < 0.5:
-        rng.shuffle(body)  # node and edge lines may mix, as long as each node's inputs keep their order
-        order = iter(edges)
-        body = [next(order) if "->" in line else line for line in body]
-    return f"##Renamed{rng.randrange(100)}##\n" + "\n".join(body) + "\n"
 
 
 # ---------------------------------------------------------------- labels

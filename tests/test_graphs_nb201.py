@@ -9,10 +9,11 @@ import pytest
 from hypothesis import HealthCheck, given, settings, strategies as st
 
 from graphs.hashing import canonical_hash, is_isomorphic
-from graphs.ir import Block, format_op, parse_block, print_block
+from graphs.ir import parse_block, print_block
 from graphs.nb201 import (COLUMNS, NB201_OPS, Nb201ArchError, Nb201Table, all_arch_strings, arch_to_block,
                           in_space, parse_arch)
 from graphs.validate import validate
+from relabel import relabel
 
 TABLE = Path(__file__).resolve().parents[2] / "shared" / "data" / "nb201_cifar.csv"  # ../shared from the repo
 
@@ -42,23 +43,6 @@ def table() -> Nb201Table:
     return t
 
 
-def relabel(block: Block, rng: random.Random) -> str:
-    """The block's text with new node ids, shuffled node lines and edges interleaved at random
-    (each node's inputs keep their order)."""
-    ids = [n.id for n in block.nodes]
-    new = dict(zip(ids, rng.sample(range(-40, 1000), len(ids))))
-    lines = [f"{new[n.id]}:{format_op(n)}" for n in block.nodes]
-    rng.shuffle(lines)
-    queues = {}
-    for a, b in block.edges:
-        queues.setdefault(b, []).append(a)
-    edges = []
-    while queues:
-        b = rng.choice(sorted(queues))
-        edges.append(f"{new[queues[b].pop(0)]}->{new[b]}")
-        if not queues[b]:
-            del queues[b]
-    return "\n".join(lines + edges) + "\n"
 
 
 def test_all_arch_strings():
