@@ -8,7 +8,7 @@ import sys
 from pathlib import Path
 
 import hydra
-from omegaconf import DictConfig, OmegaConf
+from omegaconf import DictConfig
 
 
 @hydra.main(version_base="1.3", config_path="conf", config_name="config")
@@ -17,20 +17,23 @@ def main(cfg: DictConfig) -> None:
     from rich.console import Console
 
     from agents.factory import RunSetupError, build_run
+    from agents.llm.secrets import Redactor, literal_secrets, masked_yaml, scrub_files
 
-    logging.getLogger("autogen_core").setLevel(logging.WARNING)
-    logging.getLogger("autogen_agentchat").setLevel(logging.WARNING)
+    for noisy in ("autogen_core", "autogen_agentchat", "httpx", "httpx2", "openai", "anthropic"):
+        logging.getLogger(noisy).setLevel(logging.WARNING)  # one line per HTTP request is noise here
     console = Console(stderr=True)
     run_dir = Path(HydraConfig.get().runtime.output_dir)
-    (run_dir / "config.yaml").write_text(OmegaConf.to_yaml(cfg))
+    # A key typed on the command line is refused below, but Hydra has already saved it: mask it there.
+    scrub_files((run_dir / ".hydra").glob("*.yaml"), Redactor(v for _, v in literal_secrets(cfg)))
+    (run_dir / "config.yaml").write_text(masked_yaml(cfg))
     try:
         run = build_run(cfg, run_dir, console)
         summary = asyncio.run(run())
     except RunSetupError as exc:
-        console.print(f"[red]cannot run:[/] {exc}")
+        console.print(f"[red]cannot run:[/] {exc}", soft_wrap=True)  # one line, whatever the terminal width
         sys.exit(1)
     for line in summary.lines():
-        console.print(line)
+        console.print(line, soft_wrap=True)
     print(f"run directory: {run_dir}")
     if summary.trials and summary.client_failures == summary.trials:
         console.print(f"[red]every trial failed because the model client failed[/]; see {run_dir}/trials/*/metrics.json")

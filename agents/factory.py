@@ -3,6 +3,7 @@ the root block. Everything is passed into agents.run; nothing is looked up globa
 from __future__ import annotations
 
 from pathlib import Path
+from dataclasses import dataclass
 from typing import Callable
 
 from omegaconf import DictConfig, OmegaConf
@@ -12,8 +13,6 @@ from graphs.cost import Budget
 from graphs.ir import parse_block
 
 from .run import RunError, RunSettings, run_design
-
-ROLES = ("Reader", "Proposer", "Modifier", "Reflector")
 
 DEFAULT_ROOTS = {
     "nader": """##ResNetBasic##
@@ -39,22 +38,21 @@ DEFAULT_ROOTS = {
 }
 
 
+CONF_DIR = Path(__file__).resolve().parents[1] / "conf"
+
+
 class RunSetupError(RuntimeError):
     """A configuration or environment problem found before or while starting the run."""
 
 
-def make_clients(llm: DictConfig) -> dict:
-    from hydra.utils import instantiate
+def make_clients(cfg: DictConfig, conf_dir: Path = CONF_DIR, check: bool = True):
+    """Per-role managed clients, the usage ledger and the redactor (agents.llm.providers)."""
+    from .llm.providers import LLMSetupError, build_clients
 
     try:
-        default = instantiate(llm.client)
-        roles = {r: instantiate(c) for r, c in (llm.get("roles") or {}).items()}
-    except Exception as exc:  # noqa: BLE001 - Hydra wraps import and argument errors alike
-        raise RunSetupError(f"cannot build the model client from llm config: {exc}") from exc
-    unknown = set(roles) - set(ROLES)
-    if unknown:
-        raise RunSetupError(f"llm.roles names unknown roles {sorted(unknown)}; valid roles: {', '.join(ROLES)}")
-    return {r: roles.get(r, default) for r in ROLES}
+        return build_clients(cfg, conf_dir, check=check)
+    except LLMSetupError as exc:
+        raise RunSetupError(str(exc)) from None
 
 
 def root_block_text(cfg: DictConfig) -> str:
@@ -99,34 +97,29 @@ def make_trainer(cfg: DictConfig, run_dir: Path) -> Callable:
     return train
 
 
-async def read_paper(path: Path, client, memory, run_dir: Path) -> int:
-    """Run the Reader on one paper (plain text; PDF and arXiv ingestion come with the Reader issue)."""
-    from tools.memory_tools import add_inspiration_tool
+def build_run(cfg: DictConfig, run_dir: Path, console: Console, conf_dir: Path = CONF_DIR):
+    import logging
 
-    from .team import reader_team
-    from .transcript import Transcript
-
-    if not path.is_file():
-        raise RunSetupError(f"paper not found: {path}")
-    text = path.read_text(errors="replace")
-    log = Transcript()
-    before = memory.knowledge.count()
-    async for item in reader_team(client, [add_inspiration_tool(memory.knowledge)]).run_stream(
-            task=f"TITLE: {text.strip().splitlines()[0] if text.strip() else path.stem}\n{text}"):
-        log.add(item)
-    log.write(run_dir / "reader" / path.stem, f"Reader: {path.name}")
-    return memory.knowledge.count() - before
-
-
-def build_run(cfg: DictConfig, run_dir: Path, console: Console):
     from tools.memory import MemoryConfig, open_memory
+
+    from .llm.ledger import Caps
 
     settings = RunSettings(dataset=cfg.dataset.name, macro=cfg.macro.name, trials=int(cfg.trials), seed=int(cfg.seed),
                            policy=cfg.search.policy, policy_options=dict(cfg.search.get("options") or {}),
                            budget=Budget(int(cfg.budget.max_params),
                                          None if cfg.budget.max_flops is None else int(cfg.budget.max_flops)),
                            max_rounds=int(cfg.max_rounds), export=bool(cfg.export))
-    clients = make_clients(cfg.llm)
+    try:
+        Caps(max_usd=cfg.budget.get("max_usd"), max_tokens=cfg.budget.get("max_tokens"),
+             max_hours=cfg.budget.get("max_hours"))
+    except ValueError as exc:
+        raise RunSetupError(f"budget caps: {exc.errors()[0]['loc'][0]} {exc.errors()[0]['msg']}") from None
+    client_set = make_clients(cfg, conf_dir)
+    for warning in client_set.warnings:
+        console.print(f"[yellow]warning:[/] {warning}")
+    clients, ledger, redact = client_set.clients, client_set.ledger, client_set.redact
+    sources = _read_sources(cfg)
+    ledger.resume(run_dir / "usage.json")
     root = root_block_text(cfg)
     parse_block(root)
     train = make_trainer(cfg, run_dir)
@@ -135,19 +128,94 @@ def build_run(cfg: DictConfig, run_dir: Path, console: Console):
 
     async def run():
         memory = open_memory(mem_cfg)
+        log_filter = _RedactingFilter(redact)
+        handlers = logging.getLogger().handlers
+        for h in handlers:  # keys must not reach the run's log files either
+            h.addFilter(log_filter)
         try:
             added = memory.knowledge.ensure_starter()
             if added:
                 console.print(f"knowledge base: {added} starter inspirations loaded")
-            for path in cfg.papers or []:
-                n = await read_paper(Path(path), clients["Reader"], memory, run_dir)
-                console.print(f"Reader: {path}: {n} inspiration(s) added")
-            return await run_design(settings, run_dir, root, clients, memory, train, console)
+            reader_lines: list[str] = []
+            if sources:
+                ledger.trial = "reader"
+                reader_lines = await _read(sources, cfg, clients["Reader"], memory, run_dir, redact, console)
+                ledger.save(run_dir / "usage.json")
+            if settings.trials == 0:  # read=PATH trials=0: only ingest
+                return ReadOnlySummary(reader_lines, ledger.summary_lines() if ledger.calls else [])
+            summary = await run_design(settings, run_dir, root, clients, memory, train, console, ledger=ledger,
+                                       redact=redact)
+            summary.usage_lines = reader_lines + summary.usage_lines
+            return summary
         except RunError as exc:
             raise RunSetupError(str(exc)) from exc
         finally:
+            if ledger.calls:  # also when the run failed: what was spent stays on record
+                run_dir.mkdir(parents=True, exist_ok=True)
+                ledger.save(run_dir / "usage.json")
             memory.close()
-            for c in {id(c): c for c in clients.values()}.values():
-                await c.close()
+            await client_set.close()
+            for h in handlers:
+                h.removeFilter(log_filter)
 
     return run
+
+
+@dataclass
+class ReadOnlySummary:
+    """The outcome of `read=PATH trials=0`: papers ingested, no design trials."""
+
+    reader_lines: list[str]
+    usage_lines: list[str]
+    trials: int = 0
+    client_failures: int = 0
+
+    def lines(self) -> list[str]:
+        return self.usage_lines  # the Reader's lines were printed as it went
+
+
+def _read_sources(cfg: DictConfig) -> list[str]:
+    read = cfg.get("read")
+    if read is None:
+        return []
+    sources = [str(read)] if isinstance(read, str) else [str(x) for x in read]
+    for s in sources:
+        if not s.startswith("arxiv:") and not Path(s).expanduser().exists():
+            raise RunSetupError(f"read={s}: no such file or folder (give a PDF, a .txt/.md file, a folder of them, "
+                                f"or arxiv:QUERY)")
+    return sources
+
+
+async def _read(sources: list[str], cfg: DictConfig, client, memory, run_dir: Path, redact, console) -> list[str]:
+    from agents.tokens import count_tokens
+
+    from .reader import ReaderError, ReaderSettings, ingest
+
+    try:
+        settings = ReaderSettings.model_validate(OmegaConf.to_container(cfg.reader, resolve=True))
+    except ValueError as exc:
+        raise RunSetupError(f"reader settings: {exc.errors()[0]['loc'][0]}: {exc.errors()[0]['msg']}") from None
+    lines: list[str] = []
+    for source in sources:
+        try:
+            report = await ingest(source, client, memory.knowledge, run_dir, settings, count_tokens,
+                                  model=getattr(client, "model", type(client).__name__), redact=redact,
+                                  progress=lambda text: console.print(text, soft_wrap=True))
+        except ReaderError as exc:
+            raise RunSetupError(str(exc)) from None
+        lines += report.lines()
+        for line in report.lines():
+            console.print(line, soft_wrap=True)
+    return lines
+
+
+class _RedactingFilter:
+    """A logging filter that masks secrets in records before any handler writes them."""
+
+    def __init__(self, redact):
+        self._redact = redact
+
+    def filter(self, record) -> bool:
+        record.msg = self._redact(record.getMessage())
+        record.args = ()
+        return True

@@ -101,7 +101,7 @@ class OfflineDesignerClient(ChatCompletionClient):
                      cancellation_token: Optional[CancellationToken] = None) -> CreateResult:
         role = role_of(messages)
         names = {t["name"] if isinstance(t, dict) else t.name for t in tools}
-        out = getattr(self, f"_{role.lower()}")(messages, names)
+        out = getattr(self, f"_{role.lower()}")(_without_garbled_calls(messages), names)
         self._calls += 1
         if isinstance(out, list):
             completion = sum(count_tokens(c.name + c.arguments, self._cfg.encoding) for c in out)
@@ -296,15 +296,56 @@ class OfflineDesignerClient(ChatCompletionClient):
         return [{"kind": "replace_block", "text": original}] + [e.model_dump(mode="json") for e in plan.edits]
 
     def _reader(self, messages, tools):
+        """Finds sentences about architecture ideas with the built-in concept vocabulary and stores
+        each as an inspiration. The excerpt is only searched for ideas, never obeyed."""
+        from .concepts import find_ideas
+
         task = self._task(messages)
         results = _tool_results(_turn(messages))
         if results or "add_inspiration" not in tools:
-            return f"DONE: {sum(1 for n, r in results if r.get('ok', True))} inspirations added"
-        title = (re.search(r"TITLE:\s*(.+)", task) or re.search(r"(.+)", task)).group(1).strip()
-        body = task.split("\n", 1)[-1]
-        sentences = re.split(r"(?<=[.!?])\s+", body.strip())
-        text = " ".join(sentences[:3])[:600]
-        return self._call("add_inspiration", {"text": text, "source": title, "tags": []})
+            stored = sum(1 for n, r in results if r.get("ok", True) and r.get("id"))
+            return f"DONE: {stored} inspiration(s) stored"
+        head = dict(re.findall(r"^(TITLE|SECTION|PAGE):[ \t]*(.*)$", task.split("<<<EXCERPT")[0], re.M))
+        excerpt = re.search(r"<<<EXCERPT\n(.*)\nEXCERPT>>>", task, re.S)
+        limit = re.search(r"up to (\d+) architecture ideas", task)
+        ideas = find_ideas(excerpt.group(1) if excerpt else task)[: int(limit.group(1)) if limit else 3]
+        if not ideas:
+            return "DONE: 0 inspiration(s) stored; no architecture idea in this excerpt"
+        page = int(head["PAGE"]) if head.get("PAGE", "").isdigit() else None
+        return [FunctionCall(id=f"call_{self._calls}_{i}", name="add_inspiration",
+                             arguments=json.dumps({"text": idea.text, "tags": idea.tags,
+                                                   "section": head.get("SECTION", ""), "page": page}))
+                for i, idea in enumerate(ideas)]
+
+
+def _garbled(call: FunctionCall) -> bool:
+    try:
+        json.loads(call.arguments)
+        return False
+    except (TypeError, json.JSONDecodeError):
+        return True
+
+
+def _without_garbled_calls(messages: Sequence[LLMMessage]) -> list[LLMMessage]:
+    """Drop tool calls whose arguments were not valid JSON, with their error results: the designer
+    then simply makes that call again, as a model does after an argument error."""
+    bad = {c.id for m in messages if isinstance(m, AssistantMessage) and isinstance(m.content, list)
+           for c in m.content if isinstance(c, FunctionCall) and _garbled(c)}
+    if not bad:
+        return list(messages)
+    out: list[LLMMessage] = []
+    for m in messages:
+        if isinstance(m, AssistantMessage) and isinstance(m.content, list):
+            kept = [c for c in m.content if not (isinstance(c, FunctionCall) and c.id in bad)]
+            if kept:
+                out.append(m.model_copy(update={"content": kept}))
+        elif isinstance(m, FunctionExecutionResultMessage):
+            kept = [r for r in m.content if r.call_id not in bad]
+            if kept:
+                out.append(m.model_copy(update={"content": kept}))
+        else:
+            out.append(m)
+    return out
 
 
 def _quotes(result: dict) -> str:

@@ -20,6 +20,7 @@ from graphs.validate import check
 from tools.memory import Memory
 from tools.training_tools import TrainArgs, training_tool
 
+from .llm import UsageLedger
 from .trial import TrialEnv, fit_design, run_trial
 
 
@@ -49,19 +50,29 @@ class RunSummary:
     best_test_acc: float | None
     tokens: int
     client_failures: int
+    usd: float = 0.0
+    stopped: str | None = None
+    usage_lines: list[str] = field(default_factory=list)
 
     def lines(self) -> list[str]:
         best = (f"best node {self.best_node}: valid {self.best_valid_acc:.2f}%, test {self.best_test_acc:.2f}%"
                 if self.best_node is not None else "no trained node")
         counts = ", ".join(f"{v} {k}" for k, v in sorted(self.statuses.items()))
-        return [f"{self.trials} trials ({counts}); {best}; {self.tokens:,} tokens"]
+        head = [f"stopped early: {self.stopped}"] if self.stopped else []
+        return head + [f"{self.trials} trials ({counts}); {best}; {self.tokens:,} tokens, ${self.usd:.4f}",
+                       *self.usage_lines]
 
 
 async def run_design(settings: RunSettings, run_dir: Path, root_block: str, clients: Mapping[str, ChatCompletionClient],
-                     memory: Memory, train: Callable[[TrainArgs], dict], console: Console | None = None) -> RunSummary:
+                     memory: Memory, train: Callable[[TrainArgs], dict], console: Console | None = None,
+                     ledger: UsageLedger | None = None, redact: Callable[[str], str] = lambda s: s) -> RunSummary:
+    """`ledger` records the model calls of `clients` (agents.llm.ManagedClient); with plain clients
+    the usage is still counted from the transcripts' message usage."""
     console = console or Console(stderr=True)
+    ledger = ledger or UsageLedger(redact=redact)
     run_dir.mkdir(parents=True, exist_ok=True)
     tree_path = run_dir / "tree.json"
+    usage_path = run_dir / "usage.json"
     train_tool = training_tool(train)
     if tree_path.exists():
         tree = ModificationTree.load(tree_path)
@@ -72,23 +83,35 @@ async def run_design(settings: RunSettings, run_dir: Path, root_block: str, clie
         tree.save(tree_path)
     env = TrialEnv(tree=tree, memory=memory, clients=clients, train=train_tool, dataset=settings.dataset,
                    macro=settings.macro, budget=settings.budget, max_rounds=settings.max_rounds, run_dir=run_dir,
-                   export=settings.export)
+                   export=settings.export, ledger=ledger, redact=redact)
     done = max((n.trial or 0) for n in tree.nodes)
-    usage: dict = _read_json(run_dir / "usage.json") or {"per_trial": {}, "per_role": {}}
     rng = random.Random(settings.seed)
+    stopped = ledger.exceeded() if done < settings.trials else None
     for trial in range(done + 1, settings.trials + 1):
+        if stopped:
+            break
         parent = select(tree, settings.policy, rng, **settings.policy_options)
         console.print(f"[bold]trial {trial}/{settings.trials}[/]: improving node {parent.id} "
                       f"(valid {parent.valid_acc:.2f}%)")
+        ledger.trial = str(trial)
         node = await run_trial(env, trial, parent)
         tree.save(tree_path)
-        _add_usage(usage, trial, run_dir)
-        (run_dir / "usage.json").write_text(json.dumps(usage, indent=2))
+        stopped = ledger.exceeded() if trial < settings.trials else None
+        ledger.stopped = f"{stopped}; stopped after trial {trial}" if stopped else None
+        ledger.save(usage_path)
         acc = f", valid {node.valid_acc:.2f}%" if node.status == "trained" else ""
         why = f" ({node.reason})" if node.reason else (f" of node {node.duplicate_of}" if node.duplicate_of else "")
         console.print(f"  -> node {node.id}: {node.status}{why}{acc}")
+    if stopped:
+        ledger.stopped = ledger.stopped or f"{stopped}; no trial started"
+        console.print(f"[yellow]stopping: {ledger.stopped}[/]; the tree is saved in {tree_path}")
+    ledger.save(usage_path)
     write_best(tree, run_dir, settings)
-    return summarize(tree)
+    summary = summarize(tree)
+    summary.stopped = ledger.stopped
+    summary.usd = ledger.totals()["usd"]
+    summary.usage_lines = ledger.summary_lines() if ledger.calls else []
+    return summary
 
 
 def write_best(tree: ModificationTree, run_dir: Path, settings: RunSettings) -> Path | None:
@@ -144,22 +167,3 @@ def _train_root(settings: RunSettings, tree: ModificationTree, text: str, train,
     tree.root(str(block), metrics={**m, "valid_acc": m.get("final_valid_acc"), "test_acc": m.get("final_test_acc")},
               widths=widths, params=params, flops=flops, trial=0)
     console.print(f"  root: valid {m.get('final_valid_acc'):.2f}%")
-
-
-def _read_json(path: Path):
-    return json.loads(path.read_text()) if path.exists() else None
-
-
-def _add_usage(usage: dict, trial: int, run_dir: Path) -> None:
-    per_role: dict[str, dict[str, int]] = {}
-    path = run_dir / "trials" / f"{trial:04d}" / "transcript.jsonl"
-    for line in path.read_text().splitlines() if path.exists() else []:
-        r = json.loads(line)
-        t = per_role.setdefault(r["role"], {"prompt_tokens": 0, "completion_tokens": 0})
-        t["prompt_tokens"] += r["prompt_tokens"]
-        t["completion_tokens"] += r["completion_tokens"]
-    usage["per_trial"][str(trial)] = per_role
-    for role, t in per_role.items():
-        agg = usage["per_role"].setdefault(role, {"prompt_tokens": 0, "completion_tokens": 0, "dollars": 0.0})
-        agg["prompt_tokens"] += t["prompt_tokens"]
-        agg["completion_tokens"] += t["completion_tokens"]

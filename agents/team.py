@@ -60,5 +60,5 @@ def design_team(clients: Mapping[str, ChatCompletionClient], tools: RoleTools,
 
 def reader_team(client: ChatCompletionClient, tools: list) -> RoundRobinGroupChat:
     reader = AssistantAgent("Reader", client, tools=tools, system_message=load_prompt("Reader"),
-                            description="Turns papers into inspirations.", max_tool_iterations=4)
+                            description="Turns papers into inspirations.", max_tool_iterations=2)
     return RoundRobinGroupChat([reader], termination_condition=MaxMessageTermination(2))

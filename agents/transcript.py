@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 from datetime import datetime, timezone
 from pathlib import Path
+from typing import Callable
 
 from autogen_agentchat.base import TaskResult
 from autogen_agentchat.messages import BaseAgentEvent, BaseChatMessage
@@ -33,6 +34,13 @@ class Transcript:
                              "role": role, "type": "TrialEvent", "content": text,
                              "prompt_tokens": 0, "completion_tokens": 0})
 
+    def merge_events(self, events: list[dict]) -> None:
+        """Events recorded outside the chat (model-call retries and errors), placed by time."""
+        for e in events:
+            self.records.append({"time": e["time"], "role": e["role"], "type": "ModelCallEvent",
+                                 "content": e["text"], "prompt_tokens": 0, "completion_tokens": 0})
+        self.records.sort(key=lambda r: r["time"])  # stable: same-time records keep their order
+
     def tokens_by_role(self) -> dict[str, dict[str, int]]:
         out: dict[str, dict[str, int]] = {}
         for r in self.records:
@@ -44,11 +52,11 @@ class Transcript:
     def texts(self, role: str) -> list[str]:
         return [r["content"] for r in self.records if r["role"] == role and r["type"] == "TextMessage"]
 
-    def write(self, directory: Path, title: str) -> None:
+    def write(self, directory: Path, title: str, redact: Callable[[str], str] = lambda s: s) -> None:
         directory.mkdir(parents=True, exist_ok=True)
         with open(directory / "transcript.jsonl", "w") as f:
             for r in self.records:
-                f.write(json.dumps(r) + "\n")
+                f.write(redact(json.dumps(r)) + "\n")
         lines = [f"# {title}", ""]
         for r in self.records:
             tokens = r["prompt_tokens"] + r["completion_tokens"]
@@ -56,7 +64,7 @@ class Transcript:
             body = r["content"] if isinstance(r["content"], str) else json.dumps(r["content"], indent=2)
             fence = "```" if r["type"] != "TextMessage" else ""
             lines += [head, "", f"{fence}\n{body}\n{fence}" if fence else body, ""]
-        (directory / "transcript.md").write_text("\n".join(lines))
+        (directory / "transcript.md").write_text(redact("\n".join(lines)))
 
 
 def _content(item) -> str | list:

@@ -7,7 +7,7 @@ import re
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Mapping
+from typing import Callable, Mapping
 
 from autogen_core.models import ChatCompletionClient
 
@@ -39,6 +39,8 @@ class TrialEnv:
     max_rounds: int = MAX_ROUNDS
     run_dir: Path = Path(".")
     export: bool = True
+    ledger: object | None = None  # agents.llm.UsageLedger: per-call usage, retry events
+    redact: Callable[[str], str] = lambda s: s
 
 
 def fit_design(block, macro: str, dataset: str, budget: Budget) -> tuple[int | None, list[int], int, int]:
@@ -80,22 +82,28 @@ async def run_trial(env: TrialEnv, trial: int, parent: TreeNode) -> TreeNode:
         async for item in team.run_stream(task=task_message(trial, parent, env.tree)):
             log.add(item)
     except Exception as exc:  # noqa: BLE001 - a failing model client ends this trial, not the run
-        log.note("trial", f"model client error: {type(exc).__name__}: {exc}")  # full text, traceback included
-        error = f"model client error: {_first_line(exc)}"
+        log.note("trial", env.redact(f"model client error: {type(exc).__name__}: {exc}"))  # with traceback
+        error = env.redact(f"model client error: {_first_line(exc)}")
 
+    if env.ledger is not None:  # retries and errors inside model calls, in time order with the chat
+        log.merge_events(env.ledger.take_events(str(trial)))
     plan = (log.texts("Proposer") or [""])[-1]
     inspiration = _field(plan, "INSPIRATION")
-    tokens = sum(r["prompt_tokens"] + r["completion_tokens"] for r in log.records)
+    usage = env.ledger.totals(str(trial)) if env.ledger is not None else None
+    if usage and usage["calls"]:
+        tokens, dollars = usage["tokens"], usage["usd"]
+    else:
+        tokens, dollars = sum(r["prompt_tokens"] + r["completion_tokens"] for r in log.records), 0.0
     common = dict(trial=trial, proposal=plan or None, inspiration=inspiration)
 
     def finish(node: TreeNode) -> TreeNode:
-        cost = {"tokens": tokens, "dollars": 0.0, "seconds": round(time.perf_counter() - start, 2)}
+        cost = {"tokens": tokens, "dollars": dollars, "seconds": round(time.perf_counter() - start, 2)}
         node = env.tree.update(node.id, cost=cost)
         _write_trial_files(env, trial, node, log)
         return node
 
     if error is None and _model_errors(log):
-        error = "model client error: " + _model_errors(log)[0]
+        error = env.redact("model client error: " + _model_errors(log)[0])
     if error is not None:
         return finish(env.tree.add(parent.id, parent.block, status="failed", reason=error, **common))
 
@@ -231,4 +239,4 @@ def _write_trial_files(env: TrialEnv, trial: int, node: TreeNode, log: Transcrip
 
         x = node.widths[0] if env.macro == "nader" and node.widths else None
         (d / "model.py").write_text(export_source(build_model(parse_block(node.block), env.macro, env.dataset, x)))
-    log.write(d, f"Trial {trial}: node {node.id} ({node.status})")
+    log.write(d, f"Trial {trial}: node {node.id} ({node.status})", redact=env.redact)

@@ -98,13 +98,15 @@ def test_failing_model_client_fails_trials_and_exits_with_a_clear_message(tmp_pa
     root.write_text(DEFAULT_ROOTS["nader"])
     env = {**os.environ, "PYTHONPATH": f"{ROOT}:{ROOT / 'tests'}", "HOME": str(tmp_path)}
     res = subprocess.run([sys.executable, "main.py", *FAST, f"root_block={root}", "trials=2",
-                          "llm.client._target_=scripted_clients.FailingClient", f"hydra.run.dir={tmp_path / 'run'}"],
+                          "llm.client._target_=scripted_clients.FailingClient", "llm.retry.attempts=2",
+                          "llm.retry.initial_s=0.01", "llm.retry.jitter_s=0", f"hydra.run.dir={tmp_path / 'run'}"],
                          cwd=ROOT, capture_output=True, text=True, env=env, timeout=300)
     assert res.returncode == 2, res.stderr[-2000:]
     assert "Traceback" not in res.stderr and "every trial failed because the model client failed" in res.stderr
     tree = ModificationTree.load(tmp_path / "run" / "tree.json")
     assert [n.status for n in tree.nodes[1:]] == ["failed", "failed"]
-    assert all("model service unavailable" in n.reason for n in tree.nodes[1:])
+    assert all("model service unavailable" in n.reason and "gave up after 2 attempt(s)" in n.reason
+               for n in tree.nodes[1:])
 
 
 def test_researcher_command_on_small_cifar10_files(tmp_path):
@@ -127,19 +129,20 @@ def test_researcher_command_on_small_cifar10_files(tmp_path):
 
 def test_reader_is_wired_and_adds_inspirations_from_a_paper(tmp_path):
     paper = tmp_path / "paper.txt"
-    paper.write_text("Gated Shortcuts for Small Convolutional Blocks (Doe et al., 2031)\n"
-                     "We gate the residual branch with a sigmoid of a pooled descriptor. The gate is computed "
-                     "by a 1x1 convolution on the globally pooled features. It improves accuracy at a small cost.\n")
-    summary, tree, run_dir = run(tmp_path, [f"papers=[{paper}]", "trials=1"])
-    reader = records(run_dir, 1)  # the trial still runs after the Reader
-    assert reader
-    log = [json.loads(x) for x in (run_dir / "reader" / "paper" / "transcript.jsonl").read_text().splitlines()]
+    paper.write_text("Gated Shortcuts for Small Convolutional Blocks\n\n"
+                     "We propose to gate the residual branch with a channel attention module computed from globally "
+                     "pooled features. It improves accuracy at a small cost.\n")
+    summary, tree, run_dir = run(tmp_path, [f"read={paper}", "trials=1"])
+    assert records(run_dir, 1)  # the trial still runs after the Reader
+    log_path = run_dir / "reader" / "gated-shortcuts-for-small-convolutional-blocks" / "chunk000" / "attempt1"
+    log = [json.loads(x) for x in (log_path / "transcript.jsonl").read_text().splitlines()]
     calls = [c for r in log if r["role"] == "Reader" and r["type"] == "ToolCallRequestEvent" for c in r["content"]]
-    assert calls and calls[0]["call"] == "add_inspiration"
-    assert "Gated Shortcuts" in calls[0]["arguments"]["source"]
+    assert [c["call"] for c in calls] == ["add_inspiration"]
+    assert "gate the residual branch" in calls[0]["arguments"]["text"]
     with experience(run_dir) as mem:
-        hits = mem.knowledge.search("gate the residual branch with a sigmoid of a pooled descriptor", k=1)
-        assert hits[0].source.startswith("Gated Shortcuts")
+        hits = mem.knowledge.search("gate the residual branch with channel attention from pooled features", k=1)
+        assert hits[0].source == "Gated Shortcuts for Small Convolutional Blocks" and hits[0].page == 1
+    assert any(line.startswith("Reader: 1 paper(s) read") for line in summary.usage_lines)
 
 
 def test_best_design_is_saved_with_source_and_weights_that_load(tmp_path):

@@ -54,6 +54,11 @@ class Inspiration(BaseModel):
     text: str = Field(min_length=1, description="what to change in the block and why it helps")
     source: str = Field(min_length=1, description="paper title, first author, year")
     tags: list[str] = Field(default_factory=list)
+    # Provenance of ideas the Reader extracted (empty for the starter knowledge base).
+    file: str = Field(default="", description="the paper's file")
+    page: int | None = Field(default=None, description="the page the idea comes from")
+    section: str = Field(default="", description="the section the idea comes from")
+    model: str = Field(default="", description="the model that extracted it")
 
     @field_validator("id", "text", "source", "title")
     @classmethod

@@ -1,0 +1,108 @@
+"""The client every agent talks to: it wraps a provider's ChatCompletionClient with the replay
+cache, retries and the usage ledger, one instance per role so that usage is charged to the role."""
+from __future__ import annotations
+
+import logging
+import time
+from typing import Any, AsyncGenerator, Literal, Mapping, Optional, Sequence
+
+from autogen_core import CancellationToken
+from autogen_core.models import ChatCompletionClient, CreateResult, LLMMessage, ModelInfo, RequestUsage
+from autogen_core.tools import Tool, ToolSchema
+from pydantic import BaseModel
+
+from .cache import ReplayCache, request_key, request_record
+from .errors import ModelCallError
+from .ledger import UsageLedger
+from .retry import RetryPolicy, with_retries
+
+log = logging.getLogger("nader.llm")
+
+
+class ManagedClient(ChatCompletionClient):
+    def __init__(self, inner: ChatCompletionClient, *, role: str, model: str, ledger: UsageLedger,
+                 retry: RetryPolicy | None = None, cache: ReplayCache | None = None):
+        self.inner = inner
+        self.role = role
+        self.model = model
+        self._ledger = ledger
+        self._retry = retry or RetryPolicy()
+        self._cache = cache
+        self._last = RequestUsage(prompt_tokens=0, completion_tokens=0)
+        self._total = RequestUsage(prompt_tokens=0, completion_tokens=0)
+
+    async def create(self, messages: Sequence[LLMMessage], *, tools: Sequence[Tool | ToolSchema] = [],
+                     tool_choice: Tool | Literal["auto", "required", "none"] = "auto",
+                     json_output: Optional[bool | type[BaseModel]] = None,
+                     extra_create_args: Mapping[str, Any] = {},
+                     cancellation_token: Optional[CancellationToken] = None) -> CreateResult:
+        record = request_record(self.model, messages, tools, tool_choice, json_output, extra_create_args)
+        key = request_key(record)
+        if self._cache is not None:
+            hit = self._cache.get(key)
+            if hit is not None:
+                return self._account(hit, cached=True)
+            if self._cache.mode == "replay":
+                raise ModelCallError(f"{self.role}: request {key[:12]} is not in the replay cache "
+                                     f"{self._cache.dir} (llm.cache_mode=replay forbids calling the model)")
+
+        def on_retry(line: str) -> None:
+            log.warning(line)
+            self._ledger.event(self.role, line)
+
+        start = time.monotonic()
+        try:
+            result, attempts, errors = await with_retries(
+                lambda: self.inner.create(messages, tools=tools, tool_choice=tool_choice, json_output=json_output,
+                                          extra_create_args=extra_create_args, cancellation_token=cancellation_token),
+                self._retry, label=f"{self.role} ({self.model})", on_retry=on_retry)
+        except ModelCallError as exc:
+            log.error(str(exc))
+            self._ledger.event(self.role, str(exc))
+            raise
+        if self._cache is not None:
+            self._cache.put(key, record, result)
+        return self._account(result, attempts=attempts, seconds=time.monotonic() - start, errors=errors)
+
+    def _account(self, result: CreateResult, cached: bool = False, attempts: int = 1, seconds: float = 0.0,
+                 errors: list[str] | None = None) -> CreateResult:
+        u = result.usage
+        self._ledger.record(self.role, self.model, u.prompt_tokens, u.completion_tokens, cached=cached,
+                            attempts=attempts, seconds=seconds, errors=errors)
+        self._last = u
+        self._total = RequestUsage(prompt_tokens=self._total.prompt_tokens + u.prompt_tokens,
+                                   completion_tokens=self._total.completion_tokens + u.completion_tokens)
+        return result.model_copy(update={"cached": cached}) if cached else result
+
+    async def create_stream(self, messages: Sequence[LLMMessage], *, tools: Sequence[Tool | ToolSchema] = [],
+                            tool_choice: Tool | Literal["auto", "required", "none"] = "auto",
+                            json_output: Optional[bool | type[BaseModel]] = None,
+                            extra_create_args: Mapping[str, Any] = {},
+                            cancellation_token: Optional[CancellationToken] = None,
+                            ) -> AsyncGenerator[str | CreateResult, None]:
+        # One whole answer: retries and replay need complete responses, and the team does not stream.
+        yield await self.create(messages, tools=tools, tool_choice=tool_choice, json_output=json_output,
+                                extra_create_args=extra_create_args, cancellation_token=cancellation_token)
+
+    async def close(self) -> None:
+        await self.inner.close()
+
+    def actual_usage(self) -> RequestUsage:
+        return self._last
+
+    def total_usage(self) -> RequestUsage:
+        return self._total
+
+    def count_tokens(self, messages: Sequence[LLMMessage], *, tools: Sequence[Tool | ToolSchema] = []) -> int:
+        return self.inner.count_tokens(messages, tools=tools)
+
+    def remaining_tokens(self, messages: Sequence[LLMMessage], *, tools: Sequence[Tool | ToolSchema] = []) -> int:
+        return self.inner.remaining_tokens(messages, tools=tools)
+
+    @property
+    def capabilities(self):  # type: ignore[override]
+        return self.inner.capabilities
+
+    @property
+    def model_info(self) -> ModelInfo:
+        return self.inner.model_info

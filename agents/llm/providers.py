@@ -1,0 +1,173 @@
+"""Model clients from the `llm` config (and per-role `agents.<role>.llm` overrides): the key comes
+from the environment variable the config names, is checked against the server before any trial,
+and never enters the config. Each role gets a ManagedClient around a shared provider client."""
+from __future__ import annotations
+
+import json
+import os
+import urllib.error
+import urllib.request
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from autogen_core.models import ChatCompletionClient
+from omegaconf import DictConfig, OmegaConf
+from omegaconf.errors import MissingMandatoryValue
+
+from .cache import ReplayCache
+from .ledger import Caps, UsageLedger
+from .managed import ManagedClient
+from .retry import RetryPolicy
+from .secrets import Redactor, literal_secrets
+
+ROLES = ("Reader", "Proposer", "Modifier", "Reflector")
+# Settings of the run's llm that a role override naming another provider keeps.
+SHARED = ("retry", "cache", "cache_mode", "timeout_s", "prices")
+
+
+class LLMSetupError(ValueError):
+    """The llm config or its environment is unusable; the message is one line naming the fix."""
+
+
+@dataclass
+class ClientSet:
+    clients: dict[str, ManagedClient]
+    ledger: UsageLedger
+    redact: Redactor
+    warnings: list[str] = field(default_factory=list)
+
+    async def close(self) -> None:
+        for inner in {id(c.inner): c.inner for c in self.clients.values()}.values():
+            await inner.close()
+
+
+def role_llm(cfg: DictConfig, role: str, conf_dir: Path) -> DictConfig:
+    """The llm config one role runs with: the run's `llm`, or `agents.<role>.llm` = a provider name
+    (conf/llm/<name>.yaml, keeping the run's shared settings) or a mapping of fields to change."""
+    override = OmegaConf.select(cfg, f"agents.{role.lower()}.llm", default=None)
+    if override is None:
+        return cfg.llm
+    if isinstance(override, str):
+        path = conf_dir / "llm" / f"{override}.yaml"
+        if not path.is_file():
+            valid = sorted(p.stem for p in (conf_dir / "llm").glob("*.yaml"))
+            raise LLMSetupError(f"agents.{role.lower()}.llm={override}: no such provider; valid: {', '.join(valid)}")
+        shared = {k: cfg.llm[k] for k in SHARED if k in cfg.llm}
+        merged = OmegaConf.merge(shared, OmegaConf.load(path))
+    else:
+        merged = OmegaConf.merge(cfg.llm, override)
+    # Interpolations such as ${llm.model} must see this role's llm, so it is placed in a copy of the root.
+    root = cfg.copy()
+    OmegaConf.set_struct(root, False)
+    OmegaConf.update(root, "llm", merged, merge=False)
+    return root.llm
+
+
+def read_key(llm: DictConfig, who: str) -> str | None:
+    var = llm.get("api_key_env")
+    if not var:
+        return None
+    key = os.environ.get(var)
+    if key:
+        return key
+    if llm.get("api_key_optional"):
+        return llm.get("api_key_when_unset")
+    raise LLMSetupError(f"environment variable {var} is not set: llm={llm.provider}{who} needs an API key "
+                        f"(keys are read from the environment only)")
+
+
+def check_key(llm: DictConfig, key: str | None, who: str, timeout_s: float = 10.0) -> str | None:
+    """Ask the server's model list whether it accepts the key, before any trial. A rejected key is
+    an error; an unreachable server is only a warning (the trials will retry, or replay the cache)."""
+    spec = llm.get("check_key")
+    if not spec or not spec.get("url"):
+        return None
+    headers = {str(k): str(v) for k, v in (spec.get("extra_headers") or {}).items()}
+    if spec.get("auth_header") and key:
+        headers[str(spec.auth_header)] = str(spec.get("auth_value", "{key}")).replace("{key}", key)
+    req = urllib.request.Request(str(spec.url), headers=headers, method="GET")
+    try:
+        with urllib.request.urlopen(req, timeout=timeout_s):
+            return None
+    except urllib.error.HTTPError as exc:
+        if exc.code in (401, 403):
+            var = llm.get("api_key_env") or "(no key variable)"
+            raise LLMSetupError(f"the {llm.provider} server{who} rejected the key in {var} (HTTP {exc.code}: "
+                                f"{_error_text(exc)})") from None
+        return None  # e.g. 404: the server has no model list; the first call will tell
+    except (urllib.error.URLError, OSError) as exc:
+        reason = getattr(exc, "reason", exc)
+        return f"cannot reach {spec.url} to check the key ({reason}); trials will retry or use the cache"
+
+
+def _error_text(exc: urllib.error.HTTPError) -> str:
+    try:
+        body = json.loads(exc.read().decode(errors="replace"))
+        err = body.get("error", body)
+        return str(err.get("message") if isinstance(err, dict) else err)[:200]
+    except (ValueError, AttributeError):
+        return exc.reason or "no message"
+
+
+def build_clients(cfg: DictConfig, conf_dir: Path, *, check: bool = True) -> ClientSet:
+    from hydra.utils import instantiate
+
+    bad = [k for k, _ in literal_secrets(cfg)]
+    if bad:
+        raise LLMSetupError(f"{', '.join(bad)} holds a literal secret; keys come from the environment only: "
+                            f"name the variable in llm.api_key_env")
+    redact = Redactor()
+    try:
+        configs = {role: role_llm(cfg, role, conf_dir) for role in ROLES}
+        for role, llm in configs.items():
+            OmegaConf.to_container(llm, resolve=True, throw_on_missing=True)
+    except MissingMandatoryValue as exc:
+        raise LLMSetupError(f"llm.{exc.full_key.split('.', 1)[-1]} must be set for this provider "
+                            f"(e.g. llm.model=NAME)") from None
+    prices: dict = {}
+    for llm in configs.values():
+        prices.update(OmegaConf.to_container(llm.get("prices") or {}, resolve=True))
+    caps = Caps(max_usd=cfg.budget.get("max_usd"), max_tokens=cfg.budget.get("max_tokens"),
+                max_hours=cfg.budget.get("max_hours"))
+    ledger = UsageLedger(prices, caps, redact=redact)
+    if caps.max_usd is not None:
+        unpriced = sorted({str(llm.model) for llm in configs.values()} - set(prices))
+        if unpriced:
+            raise LLMSetupError(f"budget.max_usd needs a price for model(s) {', '.join(unpriced)}: add "
+                                f"+llm.prices.<model>={{input: USD_per_1M, output: USD_per_1M}}")
+    inners: dict[str, ChatCompletionClient] = {}
+    caches: dict[tuple, ReplayCache] = {}
+    warnings: list[str] = []
+    clients: dict[str, ManagedClient] = {}
+    for role, llm in configs.items():
+        if "client" not in llm:
+            raise LLMSetupError(f"llm config for {role} has no client (llm={llm.get('provider')})")
+        ident = json.dumps(OmegaConf.to_container(llm, resolve=True), sort_keys=True, default=str)
+        if ident not in inners:
+            users = [r for r, c in configs.items() if c == llm]
+            who = "" if len(users) == len(ROLES) else f" (for the {', '.join(users)})"
+            key = read_key(llm, who)
+            if key != llm.get("api_key_when_unset"):
+                redact.add(key)
+            if check:
+                warning = check_key(llm, key, who)
+                if warning:
+                    warnings.append(warning)
+            try:
+                inners[ident] = instantiate(llm.client, **({"api_key": key} if key is not None else {}))
+            except Exception as exc:  # noqa: BLE001 - Hydra wraps import and argument errors alike
+                raise LLMSetupError(f"cannot build the {llm.get('provider')} client{who}: "
+                                    f"{redact(str(exc).splitlines()[0])}") from None
+        cache = None
+        if llm.get("cache"):
+            cache_id = (str(llm.cache), str(llm.get("cache_mode", "readwrite")))
+            if cache_id not in caches:
+                try:
+                    caches[cache_id] = ReplayCache(llm.cache, llm.get("cache_mode", "readwrite"), redact=redact)
+                except ValueError as exc:
+                    raise LLMSetupError(str(exc)) from None
+            cache = caches[cache_id]
+        retry = RetryPolicy.model_validate(OmegaConf.to_container(llm.get("retry") or {}, resolve=True))
+        clients[role] = ManagedClient(inners[ident], role=role, model=str(llm.model), ledger=ledger, retry=retry,
+                                      cache=cache)
+    return ClientSet(clients=clients, ledger=ledger, redact=redact, warnings=warnings)

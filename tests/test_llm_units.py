@@ -1,0 +1,184 @@
+"""Ledger, replay cache, secret handling and provider configs of agents/llm, without a server."""
+import asyncio
+import json
+
+import pytest
+from autogen_core import FunctionCall
+from autogen_core.models import CreateResult, RequestUsage, SystemMessage, UserMessage
+from hydra import compose, initialize_config_dir
+
+from agents.factory import RunSetupError, make_clients
+from agents.llm import Caps, ManagedClient, ModelCallError, Redactor, ReplayCache, UsageLedger
+from agents.llm.cache import request_key, request_record
+from agents.llm.secrets import literal_secrets, masked_yaml
+from agents.offline_client import OfflineDesignerClient
+from conftest import ROOT
+
+PROVIDERS = ["offline", "openai", "openai_compatible", "azure_openai", "anthropic", "ollama"]
+
+
+def config(*overrides: str):
+    with initialize_config_dir(config_dir=str(ROOT / "conf"), version_base="1.3"):
+        return compose(config_name="config", overrides=list(overrides))
+
+
+def proposer_messages(trial: int = 1):
+    from agents.factory import DEFAULT_ROOTS
+
+    return [SystemMessage(content="You are the Proposer of a team."),
+            UserMessage(content=f"Trial {trial}. Improve the base block of node 0.\n\n```block\n"
+                                f"{DEFAULT_ROOTS['nader']}```\n", source="user")]
+
+
+# ---------------------------------------------------------------------------------------- ledger
+def test_ledger_prices_calls_per_role_and_trial_and_skips_replays():
+    ledger = UsageLedger({"m": {"input": 2.0, "output": 8.0}})
+    ledger.trial = "1"
+    ledger.record("Proposer", "m", 1_000_000, 500_000)
+    ledger.record("Modifier", "m", 1000, 0, cached=True)
+    ledger.trial = "2"
+    ledger.record("Modifier", "other-model", 10, 10)  # no price: counted, at $0
+    t = ledger.totals()
+    assert t["usd"] == pytest.approx(2.0 + 4.0)
+    assert t["tokens"] == 1_500_000 + 1000 + 20 and t["spent_tokens"] == 1_500_000 + 20
+    assert ledger.totals("1")["calls"] == 2 and ledger.totals("1")["cached_calls"] == 1
+    assert ledger.by("role")["Modifier"]["tokens"] == 1020
+    assert set(ledger.by("model")) == {"m", "other-model"}
+
+
+def test_ledger_caps_name_the_cap_and_resume_keeps_totals(tmp_path):
+    ledger = UsageLedger({"m": {"input": 1.0, "output": 1.0}}, Caps(max_tokens=100, max_usd=5.0))
+    ledger.record("Proposer", "m", 60, 0)
+    assert ledger.exceeded() is None
+    ledger.record("Proposer", "m", 30, 20)
+    assert ledger.exceeded().startswith("budget.max_tokens reached: 110 tokens used, cap 100")
+    ledger.save(tmp_path / "usage.json")
+    again = UsageLedger({}, Caps(max_tokens=1000))
+    again.resume(tmp_path / "usage.json")
+    assert again.totals()["tokens"] == 110 and again.elapsed_s() >= 0
+    # Hours add up over resumes of the same run directory.
+    (tmp_path / "long.json").write_text(json.dumps({"calls": [], "elapsed_s": 7300}))
+    timed = UsageLedger({}, Caps(max_hours=2))
+    timed.resume(tmp_path / "long.json")
+    assert timed.exceeded().startswith("budget.max_hours reached: 2.03 h elapsed, cap 2 h")
+    with pytest.raises(ValueError):
+        Caps(max_tokens=-1)
+
+
+# ---------------------------------------------------------------------------------------- cache
+def test_cache_key_depends_on_content_only_and_round_trips_tool_calls(tmp_path):
+    a = request_record("m", proposer_messages(1), [], "auto")
+    assert request_key(a) == request_key(request_record("m", proposer_messages(1), [], "auto"))
+    assert request_key(a) != request_key(request_record("m", proposer_messages(2), [], "auto"))
+    assert request_key(a) != request_key(request_record("other", proposer_messages(1), [], "auto"))
+    cache = ReplayCache(tmp_path / "c")
+    result = CreateResult(finish_reason="function_calls", usage=RequestUsage(prompt_tokens=5, completion_tokens=2),
+                          content=[FunctionCall(id="call_1", name="search_knowledge", arguments='{"query": "x"}')],
+                          cached=False)
+    cache.put(request_key(a), a, result)
+    back = cache.get(request_key(a))
+    assert back.content == result.content and back.usage == result.usage and len(cache) == 1
+    assert cache.get("0" * 64) is None
+    with pytest.raises(ValueError, match="readwrite or replay"):
+        ReplayCache(tmp_path / "d", mode="sometimes")
+
+
+def test_managed_client_records_then_replays_without_calling_the_model(tmp_path):
+    class Counting(OfflineDesignerClient):
+        calls = 0
+
+        async def create(self, *a, **k):
+            Counting.calls += 1
+            return await super().create(*a, **k)
+
+    async def go(mode, inner):
+        ledger = UsageLedger()
+        client = ManagedClient(inner, role="Proposer", model="offline-designer", ledger=ledger,
+                               cache=ReplayCache(tmp_path / "cache", mode))
+        return await client.create(proposer_messages()), ledger
+
+    first, l1 = asyncio.run(go("readwrite", Counting()))
+    second, l2 = asyncio.run(go("replay", Counting()))
+    assert Counting.calls == 1
+    assert second.content == first.content and second.cached and not first.cached
+    assert l2.totals()["cached_calls"] == 1 and l2.totals()["spent_tokens"] == 0
+    assert l2.totals()["tokens"] == l1.totals()["tokens"] > 0
+
+    async def miss():
+        client = ManagedClient(Counting(), role="Proposer", model="offline-designer", ledger=UsageLedger(),
+                               cache=ReplayCache(tmp_path / "cache", "replay"))
+        await client.create(proposer_messages(7))
+
+    with pytest.raises(ModelCallError, match="not in the replay cache"):
+        asyncio.run(miss())
+
+
+# ---------------------------------------------------------------------------------------- secrets
+def test_redactor_masks_known_values_and_key_shapes():
+    r = Redactor(["my-secret-value"])
+    assert r("key=my-secret-value!") == "key=***!"
+    assert r("Bearer sk-abcdefghijklmnopqrstuv") == "Bearer ***"
+    assert r("nothing secret here") == "nothing secret here"
+
+
+def test_literal_keys_are_found_masked_in_dumps_and_refused(monkeypatch):
+    cfg = config("llm=openai", "+llm.client.api_key=sk-literal-key-0123456789")
+    assert literal_secrets(cfg) == [("llm.client.api_key", "sk-literal-key-0123456789")]
+    dump = masked_yaml(cfg)
+    assert "sk-literal" not in dump and "api_key: '***'" in dump
+    monkeypatch.setenv("OPENAI_API_KEY", "sk-env-key-0123456789abc")
+    with pytest.raises(RunSetupError, match="llm.client.api_key holds a literal secret"):
+        make_clients(cfg, check=False)
+    # An interpolation from the environment is not a literal secret.
+    assert literal_secrets(config("llm=openai", "+llm.client.api_key=${oc.env:OPENAI_API_KEY}")) == []
+
+
+@pytest.mark.parametrize("provider,var", [("openai", "OPENAI_API_KEY"), ("azure_openai", "AZURE_OPENAI_API_KEY"),
+                                          ("anthropic", "ANTHROPIC_API_KEY")])
+def test_a_missing_key_names_its_variable(provider, var, monkeypatch):
+    monkeypatch.delenv(var, raising=False)
+    with pytest.raises(RunSetupError, match=f"environment variable {var} is not set"):
+        make_clients(config(f"llm={provider}"), check=False)
+
+
+@pytest.mark.parametrize("provider", PROVIDERS)
+def test_every_provider_builds_its_autogen_client(provider, monkeypatch):
+    for var in ("OPENAI_API_KEY", "AZURE_OPENAI_API_KEY", "ANTHROPIC_API_KEY"):
+        monkeypatch.setenv(var, "test-key-value")
+    extra = ["llm.model=test-model"] if provider == "openai_compatible" else []
+    clients = make_clients(config(f"llm={provider}", *extra), check=False)
+    inner = clients.clients["Proposer"].inner
+    expected = {"offline": "OfflineDesignerClient", "openai": "OpenAIChatCompletionClient",
+                "openai_compatible": "OpenAIChatCompletionClient", "azure_openai": "AzureOpenAIChatCompletionClient",
+                "anthropic": "AnthropicChatCompletionClient", "ollama": "OllamaChatCompletionClient"}[provider]
+    assert type(inner).__name__ == expected
+    assert {c.inner for c in clients.clients.values()} == {inner}  # one provider client shared by the roles
+    asyncio.run(clients.close())
+
+
+def test_openai_compatible_needs_a_model_name():
+    with pytest.raises(RunSetupError, match="llm.model must be set"):
+        make_clients(config("llm=openai_compatible"), check=False)
+
+
+def test_per_role_override_by_provider_name_or_fields(monkeypatch):
+    monkeypatch.setenv("OPENAI_API_KEY", "test-key-value")
+    cs = make_clients(config("llm=openai", "agents.proposer.llm=offline", "agents.modifier.llm={model:gpt-4o}",
+                             "llm.cache=/tmp/never-used-cache"), check=False)
+    assert type(cs.clients["Proposer"].inner).__name__ == "OfflineDesignerClient"
+    assert cs.clients["Modifier"].model == "gpt-4o" and cs.clients["Reflector"].model == "gpt-4o-mini"
+    assert cs.clients["Modifier"].inner is not cs.clients["Reflector"].inner
+    assert cs.clients["Modifier"].inner._raw_config["model"] == "gpt-4o"  # ${llm.model} saw the role's model
+    assert cs.clients["Proposer"]._cache is not None  # shared settings carry over to a named provider
+    asyncio.run(cs.close())
+    with pytest.raises(RunSetupError, match="no such provider; valid: anthropic, azure_openai"):
+        make_clients(config("agents.reader.llm=gpt5"), check=False)
+
+
+def test_a_dollar_cap_needs_prices_for_the_models_in_use(monkeypatch):
+    monkeypatch.setenv("OPENAI_API_KEY", "test-key-value")
+    with pytest.raises(RunSetupError, match="needs a price for model"):
+        make_clients(config("llm=openai", "llm.model=unpriced-model", "budget.max_usd=1"), check=False)
+    ok = make_clients(config("llm=openai", "budget.max_usd=1"), check=False)
+    assert ok.ledger.price("gpt-4o-mini").input == 0.15
+    asyncio.run(ok.close())
