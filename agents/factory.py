@@ -2,11 +2,12 @@
 the root block. Everything is passed into agents.run; nothing is looked up globally."""
 from __future__ import annotations
 
-from pathlib import Path
+import logging
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Callable
 
-from omegaconf import DictConfig, OmegaConf
+from omegaconf import DictConfig, ListConfig, OmegaConf
 from rich.console import Console
 
 from graphs.cost import Budget
@@ -98,11 +99,10 @@ def make_trainer(cfg: DictConfig, run_dir: Path) -> Callable:
 
 
 def build_run(cfg: DictConfig, run_dir: Path, console: Console, conf_dir: Path = CONF_DIR):
-    import logging
-
     from tools.memory import MemoryConfig, open_memory
 
     from .llm.ledger import Caps
+    from .llm.secrets import scrub_files
 
     settings = RunSettings(dataset=cfg.dataset.name, macro=cfg.macro.name, trials=int(cfg.trials), seed=int(cfg.seed),
                            policy=cfg.search.policy, policy_options=dict(cfg.search.get("options") or {}),
@@ -119,6 +119,9 @@ def build_run(cfg: DictConfig, run_dir: Path, console: Console, conf_dir: Path =
         console.print(f"[yellow]warning:[/] {warning}")
     clients, ledger, redact = client_set.clients, client_set.ledger, client_set.redact
     sources = _read_sources(cfg)
+    reader_settings = _reader_settings(cfg) if sources else None
+    # Hydra saved the command line before we knew the keys: mask any that reached its files.
+    scrub_files((run_dir / ".hydra").glob("*.yaml"), redact)
     ledger.resume(run_dir / "usage.json")
     root = root_block_text(cfg)
     parse_block(root)
@@ -139,9 +142,13 @@ def build_run(cfg: DictConfig, run_dir: Path, console: Console, conf_dir: Path =
             reader_lines: list[str] = []
             if sources:
                 ledger.trial = "reader"
-                reader_lines = await _read(sources, cfg, clients["Reader"], memory, run_dir, redact, console)
+                reader_lines = await _read(sources, reader_settings, clients["Reader"], memory, run_dir, ledger,
+                                           redact, console)
                 ledger.save(run_dir / "usage.json")
-            if settings.trials == 0:  # read=PATH trials=0: only ingest
+            if sources and settings.trials == 0:  # read=PATH trials=0: only ingest
+                if mem_cfg.path and not cfg.memory.path:
+                    console.print(f"the knowledge base is in {mem_cfg.path}: give memory.path={mem_cfg.path} to "
+                                  f"the design runs that should use it", soft_wrap=True)
                 return ReadOnlySummary(reader_lines, ledger.summary_lines() if ledger.calls else [])
             summary = await run_design(settings, run_dir, root, clients, memory, train, console, ledger=ledger,
                                        redact=redact)
@@ -178,7 +185,7 @@ def _read_sources(cfg: DictConfig) -> list[str]:
     read = cfg.get("read")
     if read is None:
         return []
-    sources = [str(read)] if isinstance(read, str) else [str(x) for x in read]
+    sources = [str(x) for x in read] if isinstance(read, ListConfig) else [str(read)]
     for s in sources:
         if not s.startswith("arxiv:") and not Path(s).expanduser().exists():
             raise RunSetupError(f"read={s}: no such file or folder (give a PDF, a .txt/.md file, a folder of them, "
@@ -186,27 +193,31 @@ def _read_sources(cfg: DictConfig) -> list[str]:
     return sources
 
 
-async def _read(sources: list[str], cfg: DictConfig, client, memory, run_dir: Path, redact, console) -> list[str]:
-    from agents.tokens import count_tokens
-
-    from .reader import ReaderError, ReaderSettings, ingest
+def _reader_settings(cfg: DictConfig):
+    from .reader import ReaderSettings
 
     try:
-        settings = ReaderSettings.model_validate(OmegaConf.to_container(cfg.reader, resolve=True))
+        return ReaderSettings.model_validate(OmegaConf.to_container(cfg.reader, resolve=True))
     except ValueError as exc:
-        raise RunSetupError(f"reader settings: {exc.errors()[0]['loc'][0]}: {exc.errors()[0]['msg']}") from None
-    lines: list[str] = []
-    for source in sources:
-        try:
-            report = await ingest(source, client, memory.knowledge, run_dir, settings, count_tokens,
-                                  model=getattr(client, "model", type(client).__name__), redact=redact,
-                                  progress=lambda text: console.print(text, soft_wrap=True))
-        except ReaderError as exc:
-            raise RunSetupError(str(exc)) from None
-        lines += report.lines()
-        for line in report.lines():
-            console.print(line, soft_wrap=True)
-    return lines
+        e = exc.errors()[0]
+        raise RunSetupError(f"reader.{e['loc'][0]}: {e['msg']} (got {e.get('input')!r})") from None
+
+
+async def _read(sources: list[str], settings, client, memory, run_dir: Path, ledger, redact, console) -> list[str]:
+    from agents.tokens import count_tokens
+
+    from .reader import ReaderError, ingest
+
+    try:
+        report = await ingest(sources, client, memory.knowledge, run_dir, settings, count_tokens,
+                              model=getattr(client, "model", type(client).__name__), redact=redact,
+                              progress=lambda text: console.print(text, soft_wrap=True),
+                              events=lambda: ledger.take_events("reader"), should_stop=ledger.exceeded)
+    except ReaderError as exc:
+        raise RunSetupError(str(exc)) from None
+    for line in report.lines():
+        console.print(line, soft_wrap=True)
+    return report.lines()
 
 
 class _RedactingFilter:
@@ -216,6 +227,9 @@ class _RedactingFilter:
         self._redact = redact
 
     def filter(self, record) -> bool:
-        record.msg = self._redact(record.getMessage())
-        record.args = ()
+        text = record.getMessage()
+        if record.exc_info:  # tracebacks quote exception texts: redact them too, as part of the message
+            text += "\n" + logging.Formatter().formatException(record.exc_info)
+            record.exc_info, record.exc_text = None, None
+        record.msg, record.args = self._redact(text), ()
         return True

@@ -77,6 +77,14 @@ async def run_design(settings: RunSettings, run_dir: Path, root_block: str, clie
     if tree_path.exists():
         tree = ModificationTree.load(tree_path)
         console.print(f"resuming {tree_path}: {len(tree)} nodes")
+        ledger.set_aside(max((n.trial or 0) for n in tree.nodes))
+    elif ledger.exceeded():  # e.g. the Reader spent the budget: nothing more is started, not even the root
+        ledger.stopped = f"{ledger.exceeded()}; the root was not trained"
+        console.print(f"[yellow]stopping: {ledger.stopped}[/]")
+        ledger.save(usage_path)
+        summary = summarize(ModificationTree())
+        summary.stopped, summary.usage_lines = ledger.stopped, ledger.summary_lines()
+        return summary
     else:
         tree = ModificationTree()
         _train_root(settings, tree, root_block, train, console)
@@ -109,6 +117,8 @@ async def run_design(settings: RunSettings, run_dir: Path, root_block: str, clie
     write_best(tree, run_dir, settings)
     summary = summarize(tree)
     summary.stopped = ledger.stopped
+    if ledger.calls:  # one scope for tokens and dollars: every model call of the run, the Reader's too
+        summary.tokens = ledger.totals()["tokens"]
     summary.usd = ledger.totals()["usd"]
     summary.usage_lines = ledger.summary_lines() if ledger.calls else []
     return summary

@@ -134,7 +134,7 @@ def test_reader_is_wired_and_adds_inspirations_from_a_paper(tmp_path):
                      "pooled features. It improves accuracy at a small cost.\n")
     summary, tree, run_dir = run(tmp_path, [f"read={paper}", "trials=1"])
     assert records(run_dir, 1)  # the trial still runs after the Reader
-    log_path = run_dir / "reader" / "gated-shortcuts-for-small-convolutional-blocks" / "chunk000" / "attempt1"
+    log_path = run_dir / "reader" / "00-gated-shortcuts-for-small-convolutional-blocks" / "chunk000" / "attempt1"
     log = [json.loads(x) for x in (log_path / "transcript.jsonl").read_text().splitlines()]
     calls = [c for r in log if r["role"] == "Reader" and r["type"] == "ToolCallRequestEvent" for c in r["content"]]
     assert [c["call"] for c in calls] == ["add_inspiration"]

@@ -16,7 +16,8 @@ from conftest import ROOT
 from fake_openai_server import FakeOpenAIServer
 from graphs.tree import ModificationTree
 
-KEY = "sk-fake-0123456789-never-on-disk"
+# Not shaped like a provider key, so only the redaction of known values can keep it off disk.
+KEY = "fake0123456789abcdef-never-on-disk"
 KEY_VAR = "OPENAI_COMPATIBLE_API_KEY"
 FAST = ["trainer.epochs=1", "trainer.subset=300", "memory.embedder=hashing", "export=false", "progress=false",
         "llm.retry.initial_s=0.05", "llm.retry.jitter_s=0.05"]
@@ -99,9 +100,10 @@ def test_the_key_never_reaches_a_file(recorded):
 
 
 def test_replay_with_the_server_stopped_gives_the_same_tree(recorded, tmp_path):
-    res = main(tmp_path / "replay", "trials=3", f"llm.cache={recorded['cache']}", port=recorded["port"])
+    # No server, no key: what a machine without network has. Replay mode never calls a model.
+    res = main(tmp_path / "replay", "trials=3", f"llm.cache={recorded['cache']}", "llm.cache_mode=replay",
+               port=recorded["port"], key=None)
     assert res.returncode == 0, res.stderr[-3000:]
-    assert "cannot reach" in res.stderr  # the key check could not run: only a warning
     assert history(tmp_path / "replay") == history(recorded["run"])
     total = json.loads((tmp_path / "replay" / "usage.json").read_text())["total"]
     assert total["cached_calls"] == total["calls"] > 0 and total["spent_tokens"] == 0 and total["usd"] == 0
@@ -213,7 +215,7 @@ def test_total_wait_bounds_retries_even_when_the_server_asks_for_more():
 
 
 def test_a_key_typed_on_the_command_line_is_refused_and_masked_in_hydra_files(tmp_path):
-    literal = "sk-typed-literal-0123456789abcdef"
+    literal = "typed0123456789literal"
     run_dir = tmp_path / "run"
     res = subprocess.run([sys.executable, "main.py", "llm=openai", f"+llm.client.api_key={literal}",
                           f"hydra.run.dir={run_dir}"], cwd=ROOT, capture_output=True, text=True,

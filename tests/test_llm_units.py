@@ -8,7 +8,7 @@ from autogen_core.models import CreateResult, RequestUsage, SystemMessage, UserM
 from hydra import compose, initialize_config_dir
 
 from agents.factory import RunSetupError, make_clients
-from agents.llm import Caps, ManagedClient, ModelCallError, Redactor, ReplayCache, UsageLedger
+from agents.llm import Caps, ManagedClient, ModelCallError, Redactor, ReplayCache, RetryPolicy, UsageLedger
 from agents.llm.cache import request_key, request_record
 from agents.llm.secrets import literal_secrets, masked_yaml
 from agents.offline_client import OfflineDesignerClient
@@ -161,10 +161,10 @@ def test_openai_compatible_needs_a_model_name():
         make_clients(config("llm=openai_compatible"), check=False)
 
 
-def test_per_role_override_by_provider_name_or_fields(monkeypatch):
+def test_per_role_override_by_provider_name_or_fields(monkeypatch, tmp_path):
     monkeypatch.setenv("OPENAI_API_KEY", "test-key-value")
     cs = make_clients(config("llm=openai", "agents.proposer.llm=offline", "agents.modifier.llm={model:gpt-4o}",
-                             "llm.cache=/tmp/never-used-cache"), check=False)
+                             f"llm.cache={tmp_path / 'cache'}"), check=False)
     assert type(cs.clients["Proposer"].inner).__name__ == "OfflineDesignerClient"
     assert cs.clients["Modifier"].model == "gpt-4o" and cs.clients["Reflector"].model == "gpt-4o-mini"
     assert cs.clients["Modifier"].inner is not cs.clients["Reflector"].inner
@@ -182,3 +182,81 @@ def test_a_dollar_cap_needs_prices_for_the_models_in_use(monkeypatch):
     ok = make_clients(config("llm=openai", "budget.max_usd=1"), check=False)
     assert ok.ledger.price("gpt-4o-mini").input == 0.15
     asyncio.run(ok.close())
+
+
+def test_cache_keys_carry_the_client_settings_so_runs_of_other_seeds_never_mix(tmp_path):
+    a = make_clients(config("seed=0", f"llm.cache={tmp_path}"), check=False).clients["Proposer"]
+    b = make_clients(config("seed=1", f"llm.cache={tmp_path}"), check=False).clients["Proposer"]
+    first = asyncio.run(a.create(proposer_messages()))
+    second = asyncio.run(b.create(proposer_messages()))
+    assert not first.cached and not second.cached  # seed 1 did not get seed 0's answer
+    assert asyncio.run(a.create(proposer_messages())).cached
+
+
+def test_replay_mode_needs_a_recorded_cache_but_no_key(tmp_path, monkeypatch):
+    monkeypatch.delenv("OPENAI_API_KEY", raising=False)
+    with pytest.raises(RunSetupError, match="holds no recorded calls"):
+        make_clients(config("llm=openai", f"llm.cache={tmp_path / 'typo'}", "llm.cache_mode=replay"), check=False)
+    with pytest.raises(RunSetupError, match="environment variable OPENAI_API_KEY is not set"):
+        make_clients(config("llm=openai", f"llm.cache={tmp_path / 'c'}"), check=False)
+
+
+def test_a_failure_recorded_in_the_cache_replays_as_the_same_failure(tmp_path):
+    class Down(OfflineDesignerClient):
+        async def create(self, *a, **k):
+            raise ConnectionError("service down")
+
+    async def go(mode, inner):
+        client = ManagedClient(inner, role="Proposer", model="m", ledger=UsageLedger(),
+                               retry=RetryPolicy(attempts=2, initial_s=0.0, jitter_s=0.0),
+                               cache=ReplayCache(tmp_path, mode))
+        await client.create(proposer_messages())
+
+    with pytest.raises(ModelCallError) as recorded:
+        asyncio.run(go("readwrite", Down()))
+    with pytest.raises(ModelCallError) as replayed:
+        asyncio.run(go("replay", OfflineDesignerClient()))  # would answer, but the recording failed
+    assert str(replayed.value) == str(recorded.value) and "gave up after 2 attempt(s)" in str(recorded.value)
+    asyncio.run(go("readwrite", OfflineDesignerClient()))  # read-write mode calls again, and records the answer
+
+
+def test_calls_of_an_interrupted_trial_are_set_aside_on_resume():
+    ledger = UsageLedger()
+    for trial in ("1", "2", "3"):
+        ledger.trial = trial
+        ledger.record("Proposer", "m", 10, 1)
+    ledger.set_aside(finished=2)
+    assert set(ledger.by("trial")) == {"1", "2", "3-interrupted"} and ledger.totals()["tokens"] == 33
+
+
+def test_bad_settings_are_one_line_errors(monkeypatch):
+    with pytest.raises(RunSetupError, match=r"RetryPolicy attempts: Input should be greater than or equal to 1"):
+        make_clients(config("llm.retry.attempts=0"), check=False)
+    with pytest.raises(RunSetupError, match=r"Price input: Input should be greater than or equal to 0"):
+        make_clients(config("+llm.prices.x={input:-1,output:1}"), check=False)
+    monkeypatch.setenv("OPENAI_API_KEY", "test-key-value")
+    with pytest.raises(RunSetupError, match="model_info is required"):
+        make_clients(config("llm=openai", "llm.model=brand-new-model"), check=False)
+
+
+def test_hyphenated_secret_names_are_masked_and_refused():
+    cfg = config("llm=openai", "+llm.client.default_headers={x-api-key:literal123456}")
+    assert literal_secrets(cfg) == [("llm.client.default_headers.x-api-key", "literal123456")]
+    assert "literal123456" not in masked_yaml(cfg)
+
+
+def test_log_records_with_tracebacks_are_redacted():
+    import logging
+
+    from agents.factory import _RedactingFilter
+
+    try:
+        raise RuntimeError("server said: bad key secret-value-123")
+    except RuntimeError:
+        import sys
+
+        record = logging.LogRecord("x", logging.ERROR, __file__, 1, "failed with %s", ("secret-value-123",),
+                                   sys.exc_info())
+    assert _RedactingFilter(Redactor(["secret-value-123"])).filter(record)
+    text = logging.Formatter().format(record)
+    assert "secret-value-123" not in text and "failed with ***" in text and "bad key ***" in text

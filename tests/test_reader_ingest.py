@@ -171,7 +171,7 @@ def test_paper_text_is_data_the_reader_has_only_the_store_tool(tmp_path):
         report = read(tmp_path / "evil.txt", mem, tmp_path / "run")
         items = paper_items(mem)
     assert report.added == 1 and SE_IDEA in items[0].text and "Ignore" not in items[0].text
-    task = (tmp_path / "run" / "reader" / "helpful-blocks" / "chunk000" / "attempt1" / "transcript.jsonl")
+    task = (tmp_path / "run" / "reader" / "00-helpful-blocks" / "chunk000" / "attempt1" / "transcript.jsonl")
     first = json.loads(task.read_text().splitlines()[0])["content"]
     assert "<<<EXCERPT" in first and INJECTION in first  # the text reached the model, fenced as data
     team = reader_team(OfflineDesignerClient(), [])
@@ -206,3 +206,38 @@ def test_arxiv_without_network_fails_with_a_clear_message(tmp_path):
             read("arxiv:1709.01507", mem, tmp_path / "run")
         with pytest.raises(ReaderError, match="needs a query or ids"):
             read("arxiv:", mem, tmp_path / "run")
+
+
+def test_a_reached_cap_stops_reading_between_chunks_and_a_failing_model_stops_the_paper(tmp_path):
+    text = "Many Ideas\n\n" + "\n\n".join(f"We propose block variant {i} with a channel attention gate in it." for i in
+                                         range(40))
+    (tmp_path / "p.txt").write_text(text)
+    calls = []
+
+    def cap():
+        return "budget.max_tokens reached: 10 tokens used, cap 5" if len(calls) >= 2 else None
+
+    class Counting(OfflineDesignerClient):
+        async def create(self, *a, **k):
+            calls.append(1)
+            return await super().create(*a, **k)
+
+    with memory(tmp_path / "mem") as mem:
+        report = asyncio.run(ingest([str(tmp_path / "p.txt")], Counting(), mem.knowledge, tmp_path / "run",
+                                    ReaderSettings(chunk_tokens=100), count_tokens, "m", should_stop=cap))
+    paper = report.papers[0]
+    assert paper.chunks > 3 and paper.skipped_chunks[-1].startswith(f"chunks 2-{paper.chunks} not read: budget.max_tokens")
+
+    class Down(OfflineDesignerClient):
+        async def create(self, *a, **k):
+            calls.append(1)
+            raise ConnectionError("model service unavailable")
+
+    calls.clear()
+    with memory(tmp_path / "mem2") as mem:
+        report = asyncio.run(ingest(str(tmp_path / "p.txt"), Down(), mem.knowledge, tmp_path / "run2",
+                                    ReaderSettings(chunk_tokens=100, attempts=1), count_tokens, "m"))
+    skipped = report.papers[0].skipped_chunks
+    assert len(calls) == 3 and len(skipped) == 4  # three failed chunks, then the rest given up
+    assert "the model failed after 1 attempt(s): model error" in skipped[0]
+    assert skipped[3].startswith("chunks 4-") and "the model failed on 3 chunks in a row" in skipped[3]

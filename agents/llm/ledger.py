@@ -37,16 +37,18 @@ class Call(BaseModel):
     attempts: int = 1
     seconds: float = 0.0
     errors: list[str] = []
+    failed: bool = False
 
 
 def _zero() -> dict:
-    return {"calls": 0, "cached_calls": 0, "prompt_tokens": 0, "completion_tokens": 0, "tokens": 0,
+    return {"calls": 0, "cached_calls": 0, "failed_calls": 0, "prompt_tokens": 0, "completion_tokens": 0, "tokens": 0,
             "spent_tokens": 0, "usd": 0.0, "retries": 0}
 
 
 def _add(agg: dict, c: Call) -> None:
     agg["calls"] += 1
     agg["cached_calls"] += int(c.cached)
+    agg["failed_calls"] += int(c.failed)
     agg["prompt_tokens"] += c.prompt_tokens
     agg["completion_tokens"] += c.completion_tokens
     agg["tokens"] += c.prompt_tokens + c.completion_tokens
@@ -76,12 +78,12 @@ class UsageLedger:
         return self.prices.get(model, Price())
 
     def record(self, role: str, model: str, prompt_tokens: int, completion_tokens: int, *, cached: bool = False,
-               attempts: int = 1, seconds: float = 0.0, errors: list[str] | None = None) -> Call:
+               attempts: int = 1, seconds: float = 0.0, errors: list[str] | None = None, failed: bool = False) -> Call:
         p = self.price(model)
         usd = 0.0 if cached else (prompt_tokens * p.input + completion_tokens * p.output) / 1e6
         call = Call(time=_now(), trial=self.trial, role=role, model=model, prompt_tokens=prompt_tokens,
                     completion_tokens=completion_tokens, usd=round(usd, 8), cached=cached, attempts=attempts,
-                    seconds=round(seconds, 3), errors=[self._redact(e) for e in errors or []])
+                    seconds=round(seconds, 3), errors=[self._redact(e) for e in errors or []], failed=failed)
         self.calls.append(call)
         return call
 
@@ -150,9 +152,17 @@ class UsageLedger:
         self.calls = [Call.model_validate(c) for c in data.get("calls", [])]
         self._elapsed_before = float(data.get("elapsed_s", 0.0))
 
+    def set_aside(self, finished: int) -> None:
+        """Calls of trials after `finished` belong to a trial that was interrupted; a resumed run
+        runs it again, so they are kept (they were spent) under their own label, not that trial's."""
+        for c in self.calls:
+            if c.trial.isdigit() and int(c.trial) > finished:
+                c.trial = f"{c.trial}-interrupted"
+
     def summary_lines(self) -> list[str]:
         t = self.totals()
         cached = f", {t['cached_calls']} replayed from cache" if t["cached_calls"] else ""
+        cached += f", {t['failed_calls']} failed" if t["failed_calls"] else ""
         retries = f", {t['retries']} retries" if t["retries"] else ""
         lines = [f"model usage: {t['calls']} calls{cached}{retries}; {t['prompt_tokens']:,} prompt + "
                  f"{t['completion_tokens']:,} completion tokens; ${t['usd']:.4f}"]

@@ -2,6 +2,7 @@
 cache, retries and the usage ledger, one instance per role so that usage is charged to the role."""
 from __future__ import annotations
 
+import asyncio
 import logging
 import time
 from typing import Any, AsyncGenerator, Literal, Mapping, Optional, Sequence
@@ -11,7 +12,7 @@ from autogen_core.models import ChatCompletionClient, CreateResult, LLMMessage, 
 from autogen_core.tools import Tool, ToolSchema
 from pydantic import BaseModel
 
-from .cache import ReplayCache, request_key, request_record
+from .cache import RecordedFailure, ReplayCache, request_key, request_record
 from .errors import ModelCallError
 from .ledger import UsageLedger
 from .retry import RetryPolicy, with_retries
@@ -21,13 +22,18 @@ log = logging.getLogger("nader.llm")
 
 class ManagedClient(ChatCompletionClient):
     def __init__(self, inner: ChatCompletionClient, *, role: str, model: str, ledger: UsageLedger,
-                 retry: RetryPolicy | None = None, cache: ReplayCache | None = None):
+                 retry: RetryPolicy | None = None, cache: ReplayCache | None = None, timeout_s: float | None = None,
+                 settings: Mapping[str, Any] | None = None):
+        """`settings`: the client's answer-deciding configuration (no keys, no endpoints), part of
+        every cache key so that a cache shared by runs of other seeds or models never mixes them."""
         self.inner = inner
         self.role = role
         self.model = model
         self._ledger = ledger
         self._retry = retry or RetryPolicy()
         self._cache = cache
+        self._timeout_s = timeout_s  # some SDKs (ollama) have no request timeout of their own
+        self._settings = dict(settings or {})
         self._last = RequestUsage(prompt_tokens=0, completion_tokens=0)
         self._total = RequestUsage(prompt_tokens=0, completion_tokens=0)
 
@@ -36,15 +42,22 @@ class ManagedClient(ChatCompletionClient):
                      json_output: Optional[bool | type[BaseModel]] = None,
                      extra_create_args: Mapping[str, Any] = {},
                      cancellation_token: Optional[CancellationToken] = None) -> CreateResult:
-        record = request_record(self.model, messages, tools, tool_choice, json_output, extra_create_args)
+        record = request_record(self.model, messages, tools, tool_choice, json_output, extra_create_args,
+                                self._settings)
         key = request_key(record)
         if self._cache is not None:
             hit = self._cache.get(key)
-            if hit is not None:
+            if isinstance(hit, CreateResult):
                 return self._account(hit, cached=True)
             if self._cache.mode == "replay":
-                raise ModelCallError(f"{self.role}: request {key[:12]} is not in the replay cache "
-                                     f"{self._cache.dir} (llm.cache_mode=replay forbids calling the model)")
+                if isinstance(hit, RecordedFailure):  # recorded as failed: fail the same way
+                    self._ledger.event(self.role, f"replayed failure: {hit.message}")
+                    raise ModelCallError(hit.message, status=hit.status, attempts=hit.attempts)
+                message = (f"{self.role}: request {key[:12]} is not in the replay cache {self._cache.dir} "
+                           f"(llm.cache_mode=replay forbids calling the model)")
+                log.error(message)
+                self._ledger.event(self.role, message)
+                raise ModelCallError(message)
 
         def on_retry(line: str) -> None:
             log.warning(line)
@@ -53,12 +66,20 @@ class ManagedClient(ChatCompletionClient):
         start = time.monotonic()
         try:
             result, attempts, errors = await with_retries(
-                lambda: self.inner.create(messages, tools=tools, tool_choice=tool_choice, json_output=json_output,
-                                          extra_create_args=extra_create_args, cancellation_token=cancellation_token),
+                lambda: asyncio.wait_for(self.inner.create(messages, tools=tools, tool_choice=tool_choice,
+                                                           json_output=json_output,
+                                                           extra_create_args=extra_create_args,
+                                                           cancellation_token=cancellation_token),
+                                         self._timeout_s),
                 self._retry, label=f"{self.role} ({self.model})", on_retry=on_retry)
         except ModelCallError as exc:
             log.error(str(exc))
             self._ledger.event(self.role, str(exc))
+            self._ledger.record(self.role, self.model, 0, 0, attempts=exc.attempts,
+                                seconds=time.monotonic() - start, errors=[str(exc)], failed=True)
+            if self._cache is not None:
+                self._cache.put(key, record, RecordedFailure(message=str(exc), status=exc.status,
+                                                             attempts=exc.attempts))
             raise
         if self._cache is not None:
             self._cache.put(key, record, result)

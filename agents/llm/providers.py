@@ -63,6 +63,9 @@ def role_llm(cfg: DictConfig, role: str, conf_dir: Path) -> DictConfig:
     return root.llm
 
 
+REPLAY_ONLY_KEY = "replay-only"  # stands in for a key when every answer comes from the replay cache
+
+
 def read_key(llm: DictConfig, who: str) -> str | None:
     var = llm.get("api_key_env")
     if not var:
@@ -72,11 +75,14 @@ def read_key(llm: DictConfig, who: str) -> str | None:
         return key
     if llm.get("api_key_optional"):
         return llm.get("api_key_when_unset")
+    if llm.get("cache") and llm.get("cache_mode") == "replay":
+        return REPLAY_ONLY_KEY
     raise LLMSetupError(f"environment variable {var} is not set: llm={llm.provider}{who} needs an API key "
                         f"(keys are read from the environment only)")
 
 
-def check_key(llm: DictConfig, key: str | None, who: str, timeout_s: float = 10.0) -> str | None:
+def check_key(llm: DictConfig, key: str | None, who: str, timeout_s: float = 10.0,
+              redact=lambda s: s) -> str | None:
     """Ask the server's model list whether it accepts the key, before any trial. A rejected key is
     an error; an unreachable server is only a warning (the trials will retry, or replay the cache)."""
     spec = llm.get("check_key")
@@ -90,10 +96,12 @@ def check_key(llm: DictConfig, key: str | None, who: str, timeout_s: float = 10.
         with urllib.request.urlopen(req, timeout=timeout_s):
             return None
     except urllib.error.HTTPError as exc:
-        if exc.code in (401, 403):
-            var = llm.get("api_key_env") or "(no key variable)"
-            raise LLMSetupError(f"the {llm.provider} server{who} rejected the key in {var} (HTTP {exc.code}: "
-                                f"{_error_text(exc)})") from None
+        var = llm.get("api_key_env") or "(no key variable)"
+        if exc.code == 401:
+            raise LLMSetupError(redact(f"the {llm.provider} server{who} rejected the key in {var} (HTTP 401: "
+                                       f"{_error_text(exc)})")) from None
+        if exc.code == 403:  # a restricted key may chat without listing models: the first call will tell
+            return redact(f"the key in {var} may not list models (HTTP 403: {_error_text(exc)}); going on")
         return None  # e.g. 404: the server has no model list; the first call will tell
     except (urllib.error.URLError, OSError) as exc:
         reason = getattr(exc, "reason", exc)
@@ -109,7 +117,35 @@ def _error_text(exc: urllib.error.HTTPError) -> str:
         return exc.reason or "no message"
 
 
+# Client arguments that say where and how to connect, not what the answer is: kept out of cache keys.
+_TRANSPORT = {"api_key", "base_url", "azure_endpoint", "host", "timeout", "max_retries", "default_headers",
+              "headers", "azure_ad_token", "azure_ad_token_provider", "organization", "follow_redirects"}
+
+
+def answer_settings(llm: DictConfig) -> dict:
+    """What, besides the messages, decides a model's answer: provider and client settings (sampling
+    options, deployment, the offline designer's seed), without keys or endpoints."""
+    client = OmegaConf.to_container(llm.client, resolve=True)
+    return {"provider": str(llm.get("provider")),
+            "client": {k: v for k, v in client.items() if k not in _TRANSPORT and not k.startswith("_")}}
+
+
 def build_clients(cfg: DictConfig, conf_dir: Path, *, check: bool = True) -> ClientSet:
+    """Per-role clients; every configuration problem comes out as one LLMSetupError line."""
+    from omegaconf.errors import OmegaConfBaseException
+    from pydantic import ValidationError
+
+    try:
+        return _build_clients(cfg, conf_dir, check)
+    except ValidationError as exc:
+        e = exc.errors()[0]
+        where = ".".join(str(x) for x in e["loc"])
+        raise LLMSetupError(f"{exc.title} {where}: {e['msg']} (got {e.get('input')!r})") from None
+    except OmegaConfBaseException as exc:
+        raise LLMSetupError(f"llm config: {str(exc).splitlines()[0]}") from None
+
+
+def _build_clients(cfg: DictConfig, conf_dir: Path, check: bool) -> ClientSet:
     from hydra.utils import instantiate
 
     bad = [k for k, _ in literal_secrets(cfg)]
@@ -147,17 +183,19 @@ def build_clients(cfg: DictConfig, conf_dir: Path, *, check: bool = True) -> Cli
             users = [r for r, c in configs.items() if c == llm]
             who = "" if len(users) == len(ROLES) else f" (for the {', '.join(users)})"
             key = read_key(llm, who)
-            if key != llm.get("api_key_when_unset"):
+            if key not in (llm.get("api_key_when_unset"), REPLAY_ONLY_KEY):
                 redact.add(key)
-            if check:
-                warning = check_key(llm, key, who)
+            if check and key != REPLAY_ONLY_KEY and llm.get("cache_mode") != "replay":
+                warning = check_key(llm, key, who, redact=redact)
                 if warning:
                     warnings.append(warning)
             try:
                 inners[ident] = instantiate(llm.client, **({"api_key": key} if key is not None else {}))
             except Exception as exc:  # noqa: BLE001 - Hydra wraps import and argument errors alike
+                cause = exc.__cause__ or exc  # Hydra's own line only names the target
                 raise LLMSetupError(f"cannot build the {llm.get('provider')} client{who}: "
-                                    f"{redact(str(exc).splitlines()[0])}") from None
+                                    f"{redact(str(cause).strip().splitlines()[-1] if str(cause).strip() else repr(cause))}"
+                                    ) from None
         cache = None
         if llm.get("cache"):
             cache_id = (str(llm.cache), str(llm.get("cache_mode", "readwrite")))
@@ -169,5 +207,5 @@ def build_clients(cfg: DictConfig, conf_dir: Path, *, check: bool = True) -> Cli
             cache = caches[cache_id]
         retry = RetryPolicy.model_validate(OmegaConf.to_container(llm.get("retry") or {}, resolve=True))
         clients[role] = ManagedClient(inners[ident], role=role, model=str(llm.model), ledger=ledger, retry=retry,
-                                      cache=cache)
+                                      cache=cache, timeout_s=llm.get("timeout_s"), settings=answer_settings(llm))
     return ClientSet(clients=clients, ledger=ledger, redact=redact, warnings=warnings)

@@ -8,7 +8,7 @@ from typing import Any, Iterable
 from omegaconf import DictConfig, ListConfig, OmegaConf
 
 MASK = "***"
-SECRET_KEY = re.compile(r"(api_?key|token|secret|password|authorization)$", re.I)
+SECRET_KEY = re.compile(r"(api[_-]?key|token|secret|password|authorization)$", re.I)
 # Shapes of provider keys, for keys that reach a text without our knowing them (e.g. echoed by a server).
 _KEY_SHAPES = re.compile(r"\b(sk-[A-Za-z0-9_\-]{16,}|sk-ant-[A-Za-z0-9_\-]{16,})\b")
 
