@@ -12,32 +12,9 @@ from rich.console import Console
 
 from graphs.cost import Budget
 from graphs.ir import parse_block
+from graphs.macro import DEFAULT_ROOTS
 
 from .run import RunError, RunSettings, run_design
-
-DEFAULT_ROOTS = {
-    "nader": """##ResNetBasic##
-0:input
-1:output
-2:Conv2d(out_channels=C,kernel_size=3)
-3:BN
-4:ReLU
-5:Conv2d(out_channels=C,kernel_size=3)
-6:BN
-7:Add
-8:ReLU
-0->2
-2->3
-3->4
-4->5
-5->6
-6,0->7
-7->8
-8->1
-""",
-    "nb201": "|nor_conv_3x3~0|+|none~0|nor_conv_3x3~1|+|skip_connect~0|none~1|skip_connect~2|",
-}
-
 
 CONF_DIR = Path(__file__).resolve().parents[1] / "conf"
 
@@ -101,7 +78,6 @@ def make_trainer(cfg: DictConfig, run_dir: Path) -> Callable:
 def build_run(cfg: DictConfig, run_dir: Path, console: Console, conf_dir: Path = CONF_DIR):
     from tools.memory import MemoryConfig, open_memory
 
-    from .llm.ledger import Caps
     from .llm.secrets import scrub_files
 
     settings = RunSettings(dataset=cfg.dataset.name, macro=cfg.macro.name, trials=int(cfg.trials), seed=int(cfg.seed),
@@ -109,11 +85,6 @@ def build_run(cfg: DictConfig, run_dir: Path, console: Console, conf_dir: Path =
                            budget=Budget(int(cfg.budget.max_params),
                                          None if cfg.budget.max_flops is None else int(cfg.budget.max_flops)),
                            max_rounds=int(cfg.max_rounds), export=bool(cfg.export))
-    try:
-        Caps(max_usd=cfg.budget.get("max_usd"), max_tokens=cfg.budget.get("max_tokens"),
-             max_hours=cfg.budget.get("max_hours"))
-    except ValueError as exc:
-        raise RunSetupError(f"budget caps: {exc.errors()[0]['loc'][0]} {exc.errors()[0]['msg']}") from None
     client_set = make_clients(cfg, conf_dir)
     for warning in client_set.warnings:
         console.print(f"[yellow]warning:[/] {warning}")
@@ -149,7 +120,7 @@ def build_run(cfg: DictConfig, run_dir: Path, console: Console, conf_dir: Path =
                 if mem_cfg.path and not cfg.memory.path:
                     console.print(f"the knowledge base is in {mem_cfg.path}: give memory.path={mem_cfg.path} to "
                                   f"the design runs that should use it", soft_wrap=True)
-                return ReadOnlySummary(reader_lines, ledger.summary_lines() if ledger.calls else [])
+                return ReadOnlySummary(ledger.summary_lines() if ledger.calls else [])
             summary = await run_design(settings, run_dir, root, clients, memory, train, console, ledger=ledger,
                                        redact=redact)
             summary.usage_lines = reader_lines + summary.usage_lines
@@ -170,15 +141,15 @@ def build_run(cfg: DictConfig, run_dir: Path, console: Console, conf_dir: Path =
 
 @dataclass
 class ReadOnlySummary:
-    """The outcome of `read=PATH trials=0`: papers ingested, no design trials."""
+    """The outcome of `read=PATH trials=0`: papers ingested, no design trials. The Reader's lines
+    were printed as it went; what is left to show is the usage."""
 
-    reader_lines: list[str]
     usage_lines: list[str]
     trials: int = 0
     client_failures: int = 0
 
     def lines(self) -> list[str]:
-        return self.usage_lines  # the Reader's lines were printed as it went
+        return self.usage_lines
 
 
 def _read_sources(cfg: DictConfig) -> list[str]:

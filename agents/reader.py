@@ -17,6 +17,7 @@ from tools.base import ToolResult, TypedTool
 from tools.memory import Inspiration, KnowledgeStore
 from tools.papers import Chunk, Paper, Skipped, chunks, load_papers
 
+from .llm.errors import server_message
 from .team import reader_team
 from .transcript import Transcript
 
@@ -138,7 +139,7 @@ async def read_chunk(client: ChatCompletionClient, tool: TypedTool, chunk: Chunk
             async for item in reader_team(client, [tool]).run_stream(task=chunk_task(chunk, settings.max_per_chunk)):
                 transcript.add(item)
         except Exception as exc:  # noqa: BLE001 - a failing model skips this chunk, not the paper
-            errors.append(f"{MODEL_ERROR}: {str(exc).strip().splitlines()[0][:200] if str(exc).strip() else exc}")
+            errors.append(f"{MODEL_ERROR}: {server_message(exc)[:200]}")
         for r in transcript.records:
             if r["type"] != "ToolCallExecutionEvent":
                 continue
@@ -176,8 +177,7 @@ def fetch_arxiv(spec: str, dest: Path, max_results: int) -> Path:
         for result in arxiv.Client(num_retries=1, delay_seconds=0).results(search):
             result.download_pdf(dirpath=str(dest), filename=f"{result.get_short_id()}.pdf")
     except Exception as exc:  # noqa: BLE001 - no network, a refused request, a bad id: all one message
-        raise ReaderError(f"cannot fetch {spec} from arXiv ({type(exc).__name__}: "
-                          f"{str(exc).splitlines()[0][:200] if str(exc) else 'no detail'}); "
+        raise ReaderError(f"cannot fetch {spec} from arXiv ({type(exc).__name__}: {server_message(exc)[:200]}); "
                           f"without network, download the PDFs and use read=PATH") from None
     return dest
 

@@ -78,8 +78,8 @@ async def run_design(settings: RunSettings, run_dir: Path, root_block: str, clie
         tree = ModificationTree.load(tree_path)
         console.print(f"resuming {tree_path}: {len(tree)} nodes")
         ledger.set_aside(max((n.trial or 0) for n in tree.nodes))
-    elif ledger.exceeded():  # e.g. the Reader spent the budget: nothing more is started, not even the root
-        ledger.stopped = f"{ledger.exceeded()}; the root was not trained"
+    elif spent := ledger.exceeded():  # e.g. the Reader spent the budget: nothing more starts, not even the root
+        ledger.stopped = f"{spent}; the root was not trained"
         console.print(f"[yellow]stopping: {ledger.stopped}[/]")
         ledger.save(usage_path)
         summary = summarize(ModificationTree())

@@ -21,6 +21,8 @@ from tools.memory_tools import experience_tool, knowledge_tool
 from tools.training_tools import TrainArgs
 from tools.tree_tools import inspect_tree_tool
 
+from .llm import UsageLedger
+from .llm.errors import server_message
 from .team import MAX_ROUNDS, RoleTools, design_team
 from .transcript import Transcript
 
@@ -39,7 +41,7 @@ class TrialEnv:
     max_rounds: int = MAX_ROUNDS
     run_dir: Path = Path(".")
     export: bool = True
-    ledger: object | None = None  # agents.llm.UsageLedger: per-call usage, retry events
+    ledger: UsageLedger | None = None  # per-call usage and retry events
     redact: Callable[[str], str] = lambda s: s
 
 
@@ -83,7 +85,8 @@ async def run_trial(env: TrialEnv, trial: int, parent: TreeNode) -> TreeNode:
             log.add(item)
     except Exception as exc:  # noqa: BLE001 - a failing model client ends this trial, not the run
         log.note("trial", env.redact(f"model client error: {type(exc).__name__}: {exc}"))  # with traceback
-        error = env.redact(f"model client error: {_first_line(exc)}")
+        # AutoGen re-raises with the inner traceback in the text: the tree keeps the first line.
+        error = env.redact(f"model client error: {server_message(exc)}")
 
     if env.ledger is not None:  # retries and errors inside model calls, in time order with the chat
         log.merge_events(env.ledger.take_events(str(trial)))
@@ -136,13 +139,6 @@ async def run_trial(env: TrialEnv, trial: int, parent: TreeNode) -> TreeNode:
                         metrics=_metrics(outcome), **common)
     _write_outcome_experience(env, trial, parent, node, plan)
     return finish(node)
-
-
-def _first_line(exc: Exception) -> str:
-    """AutoGen re-raises agent failures as RuntimeError with the inner traceback in the text;
-    the tree keeps only the inner error's own line."""
-    text = str(exc).strip().splitlines()
-    return (text[0] if text else type(exc).__name__)[:300]
 
 
 def _token():

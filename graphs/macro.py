@@ -45,6 +45,30 @@ def dataset_shape(name: str | DatasetShape) -> DatasetShape:
         raise MacroError(f"unknown dataset {name!r}; valid datasets: {', '.join(DATASETS)}") from None
 
 
+# The base block a run starts from in each macro: NADER's ResNet basic block; NB201's ResNet cell.
+DEFAULT_ROOTS = {
+    "nader": """##ResNetBasic##
+0:input
+1:output
+2:Conv2d(out_channels=C,kernel_size=3)
+3:BN
+4:ReLU
+5:Conv2d(out_channels=C,kernel_size=3)
+6:BN
+7:Add
+8:ReLU
+0->2
+2->3
+3->4
+4->5
+5->6
+6,0->7
+7->8
+8->1
+""",
+    "nb201": "|nor_conv_3x3~0|+|none~0|nor_conv_3x3~1|+|skip_connect~0|none~1|skip_connect~2|",
+}
+
 NADER_STEM = parse_block("""##Stem##
 0:input
 1:output

@@ -11,28 +11,11 @@ from hypothesis import given, settings, strategies as st
 from graphs import search as search_mod
 from graphs.errors import ErrorCode, Issue
 from graphs.ir import parse_block, print_block
+from graphs.macro import DEFAULT_ROOTS
 from graphs.search import POLICIES, SearchError, UnknownPolicyError, dfs, greedy, select, ucb
 from graphs.tree import SCHEMA_VERSION, ModificationTree, TreeError, TreeFileError, TreeNode
 
-BASE = """##ResNetBasic##
-0:input
-1:output
-2:Conv2d(out_channels=C,kernel_size=3)
-3:BN
-4:ReLU
-5:Conv2d(out_channels=C,kernel_size=3)
-6:BN
-7:Add
-8:ReLU
-0->2
-2->3
-3->4
-4->5
-5->6
-6,0->7
-7->8
-8->1
-"""
+BASE = DEFAULT_ROOTS["nader"]
 
 # BASE with new node ids and shuffled lines: isomorphic.
 RENUMBERED = """##Renamed##

@@ -232,6 +232,8 @@ def test_calls_of_an_interrupted_trial_are_set_aside_on_resume():
 def test_bad_settings_are_one_line_errors(monkeypatch):
     with pytest.raises(RunSetupError, match=r"RetryPolicy attempts: Input should be greater than or equal to 1"):
         make_clients(config("llm.retry.attempts=0"), check=False)
+    with pytest.raises(RunSetupError, match=r"budget.max_tokens: Input should be greater than 0 \(got -5\)"):
+        make_clients(config("budget.max_tokens=-5"), check=False)
     with pytest.raises(RunSetupError, match=r"Price input: Input should be greater than or equal to 0"):
         make_clients(config("+llm.prices.x={input:-1,output:1}"), check=False)
     monkeypatch.setenv("OPENAI_API_KEY", "test-key-value")

@@ -122,12 +122,11 @@ _TRANSPORT = {"api_key", "base_url", "azure_endpoint", "host", "timeout", "max_r
               "headers", "azure_ad_token", "azure_ad_token_provider", "organization", "follow_redirects"}
 
 
-def answer_settings(llm: DictConfig) -> dict:
+def answer_settings(llm: dict) -> dict:
     """What, besides the messages, decides a model's answer: provider and client settings (sampling
-    options, deployment, the offline designer's seed), without keys or endpoints."""
-    client = OmegaConf.to_container(llm.client, resolve=True)
+    options, deployment, the offline designer's seed), without keys or endpoints. `llm` is resolved."""
     return {"provider": str(llm.get("provider")),
-            "client": {k: v for k, v in client.items() if k not in _TRANSPORT and not k.startswith("_")}}
+            "client": {k: v for k, v in llm["client"].items() if k not in _TRANSPORT and not k.startswith("_")}}
 
 
 def build_clients(cfg: DictConfig, conf_dir: Path, *, check: bool = True) -> ClientSet:
@@ -147,6 +146,7 @@ def build_clients(cfg: DictConfig, conf_dir: Path, *, check: bool = True) -> Cli
 
 def _build_clients(cfg: DictConfig, conf_dir: Path, check: bool) -> ClientSet:
     from hydra.utils import instantiate
+    from pydantic import ValidationError
 
     bad = [k for k, _ in literal_secrets(cfg)]
     if bad:
@@ -155,19 +155,23 @@ def _build_clients(cfg: DictConfig, conf_dir: Path, check: bool) -> ClientSet:
     redact = Redactor()
     try:
         configs = {role: role_llm(cfg, role, conf_dir) for role in ROLES}
-        for role, llm in configs.items():
-            OmegaConf.to_container(llm, resolve=True, throw_on_missing=True)
+        resolved = {role: OmegaConf.to_container(llm, resolve=True, throw_on_missing=True)
+                    for role, llm in configs.items()}
     except MissingMandatoryValue as exc:
         raise LLMSetupError(f"llm.{exc.full_key.split('.', 1)[-1]} must be set for this provider "
                             f"(e.g. llm.model=NAME)") from None
     prices: dict = {}
-    for llm in configs.values():
-        prices.update(OmegaConf.to_container(llm.get("prices") or {}, resolve=True))
-    caps = Caps(max_usd=cfg.budget.get("max_usd"), max_tokens=cfg.budget.get("max_tokens"),
-                max_hours=cfg.budget.get("max_hours"))
+    for llm in resolved.values():
+        prices.update(llm.get("prices") or {})
+    try:
+        caps = Caps(max_usd=cfg.budget.get("max_usd"), max_tokens=cfg.budget.get("max_tokens"),
+                    max_hours=cfg.budget.get("max_hours"))
+    except ValidationError as exc:
+        e = exc.errors()[0]
+        raise LLMSetupError(f"budget.{e['loc'][0]}: {e['msg']} (got {e.get('input')!r})") from None
     ledger = UsageLedger(prices, caps, redact=redact)
     if caps.max_usd is not None:
-        unpriced = sorted({str(llm.model) for llm in configs.values()} - set(prices))
+        unpriced = sorted({str(llm["model"]) for llm in resolved.values()} - set(prices))
         if unpriced:
             raise LLMSetupError(f"budget.max_usd needs a price for model(s) {', '.join(unpriced)}: add "
                                 f"+llm.prices.<model>={{input: USD_per_1M, output: USD_per_1M}}")
@@ -178,9 +182,9 @@ def _build_clients(cfg: DictConfig, conf_dir: Path, check: bool) -> ClientSet:
     for role, llm in configs.items():
         if "client" not in llm:
             raise LLMSetupError(f"llm config for {role} has no client (llm={llm.get('provider')})")
-        ident = json.dumps(OmegaConf.to_container(llm, resolve=True), sort_keys=True, default=str)
+        ident = json.dumps(resolved[role], sort_keys=True, default=str)
         if ident not in inners:
-            users = [r for r, c in configs.items() if c == llm]
+            users = [r for r, c in resolved.items() if c == resolved[role]]
             who = "" if len(users) == len(ROLES) else f" (for the {', '.join(users)})"
             key = read_key(llm, who)
             if key not in (llm.get("api_key_when_unset"), REPLAY_ONLY_KEY):
@@ -205,7 +209,8 @@ def _build_clients(cfg: DictConfig, conf_dir: Path, check: bool) -> ClientSet:
                 except ValueError as exc:
                     raise LLMSetupError(str(exc)) from None
             cache = caches[cache_id]
-        retry = RetryPolicy.model_validate(OmegaConf.to_container(llm.get("retry") or {}, resolve=True))
+        retry = RetryPolicy.model_validate(resolved[role].get("retry") or {})
         clients[role] = ManagedClient(inners[ident], role=role, model=str(llm.model), ledger=ledger, retry=retry,
-                                      cache=cache, timeout_s=llm.get("timeout_s"), settings=answer_settings(llm))
+                                      cache=cache, timeout_s=llm.get("timeout_s"),
+                                      settings=answer_settings(resolved[role]))
     return ClientSet(clients=clients, ledger=ledger, redact=redact, warnings=warnings)

@@ -17,7 +17,9 @@ class Redactor:
     """Replaces the run's known secret values (and anything shaped like a provider key) by ***."""
 
     def __init__(self, secrets: Iterable[str] = ()):
-        self._secrets = sorted({s for s in secrets if s and len(s) >= 4}, key=len, reverse=True)
+        self._secrets: list[str] = []
+        for s in secrets:
+            self.add(s)
 
     def add(self, secret: str | None) -> None:
         if secret and len(secret) >= 4 and secret not in self._secrets:
