@@ -15,7 +15,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from tools.papers import split_sentences
 
-__all__ = ["CONCEPTS", "MAX_IDEA_CHARS", "Idea", "find_ideas", "tags_of"]
+__all__ = ["CONCEPTS", "MAX_IDEA_CHARS", "Idea", "addresses_agent", "find_ideas", "tags_of"]
 
 MAX_IDEA_CHARS = 600
 
@@ -126,6 +126,12 @@ class Idea(BaseModel):
     sentence: int = Field(description="index of the idea's first sentence in the text, from 0")
 
 
+def addresses_agent(text: str) -> bool:
+    """Whether `text` reads as an instruction to the agent reading it ("ignore your instructions",
+    "call the launcher") rather than as content about architectures."""
+    return bool(_INSTRUCTION.search(text))
+
+
 def tags_of(sentence: str) -> list[str]:
     """Tags of the concepts `sentence` mentions, in `CONCEPTS` order."""
     return [tag for tag, rx in _CONCEPT_RES.items() if rx.search(sentence)]
@@ -161,7 +167,7 @@ def _words(sentence: str) -> list[str]:
 
 
 def _is_idea(sentence: str) -> bool:
-    if _INSTRUCTION.search(sentence) or _is_citation_only(sentence) or _is_result(sentence):
+    if addresses_agent(sentence) or _is_citation_only(sentence) or _is_result(sentence):
         return False
     if len(_words(sentence)) < _MIN_WORDS:
         return False
@@ -188,7 +194,7 @@ def _is_result(sentence: str) -> bool:
 
 
 def _continues(sentence: str, tags: list[str], idea_tags: list[str]) -> bool:
-    if _INSTRUCTION.search(sentence) or _is_citation_only(sentence):
+    if addresses_agent(sentence) or _is_citation_only(sentence):
         return False
     return bool(set(tags) & set(idea_tags)) or bool(_CONTINUES.match(sentence))
 

@@ -298,6 +298,8 @@ class OfflineDesignerClient(ChatCompletionClient):
     def _reader(self, messages, tools):
         """Finds sentences about architecture ideas with the built-in concept vocabulary and stores
         each as an inspiration. The excerpt is only searched for ideas, never obeyed."""
+        from tools.papers import Segment, parse_segments
+
         from .concepts import find_ideas
 
         task = self._task(messages)
@@ -305,17 +307,19 @@ class OfflineDesignerClient(ChatCompletionClient):
         if results or "add_inspiration" not in tools:
             stored = sum(1 for n, r in results if r.get("ok", True) and r.get("id"))
             return f"DONE: {stored} inspiration(s) stored"
-        head = dict(re.findall(r"^(TITLE|SECTION|PAGE):[ \t]*(.*)$", task.split("<<<EXCERPT")[0], re.M))
         excerpt = re.search(r"<<<EXCERPT\n(.*)\nEXCERPT>>>", task, re.S)
         limit = re.search(r"up to (\d+) architecture ideas", task)
-        ideas = find_ideas(excerpt.group(1) if excerpt else task)[: int(limit.group(1)) if limit else 3]
+        text = excerpt.group(1) if excerpt else task
+        # Each part of the excerpt says its section and page; an idea is reported with its part's.
+        parts = parse_segments(text) or [Segment(section="", page=1, text=text)]
+        ideas = [(idea, part) for part in parts for idea in find_ideas(part.text)]
+        ideas = ideas[: int(limit.group(1)) if limit else 3]
         if not ideas:
             return "DONE: 0 inspiration(s) stored; no architecture idea in this excerpt"
-        page = int(head["PAGE"]) if head.get("PAGE", "").isdigit() else None
         return [FunctionCall(id=f"call_{self._calls}_{i}", name="add_inspiration",
                              arguments=json.dumps({"text": idea.text, "tags": idea.tags,
-                                                   "section": head.get("SECTION", ""), "page": page}))
-                for i, idea in enumerate(ideas)]
+                                                   "section": part.section, "page": part.page}))
+                for i, (idea, part) in enumerate(ideas)]
 
 
 def _garbled(call: FunctionCall) -> bool:

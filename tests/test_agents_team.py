@@ -116,7 +116,7 @@ def test_researcher_command_on_small_cifar10_files(tmp_path):
     write_cifar10(data, per_batch=40, n_test=40)
     env = {**os.environ, "PYTHONPATH": str(ROOT), "HOME": str(tmp_path), "HF_HUB_OFFLINE": "1"}
     res = subprocess.run([sys.executable, "main.py", "dataset=cifar10", f"dataset.root={data}", "trials=2",
-                          "trainer=smoke", f"hydra.run.dir={tmp_path / 'run'}"],
+                          "trainer=smoke", "trainer.epochs=2", f"hydra.run.dir={tmp_path / 'run'}"],
                          cwd=ROOT, capture_output=True, text=True, env=env, timeout=600)
     assert res.returncode == 0, res.stderr[-3000:]
     tree = ModificationTree.load(tmp_path / "run" / "tree.json")

@@ -7,7 +7,8 @@ import random
 import pytest
 from fpdf import FPDF
 
-from tools.papers import Paper, chunks, load_paper, load_papers, sections, split_sentences
+from tools.papers import (Paper, chunks, load_paper, load_papers, parse_segments, render_segments, sections,
+                          split_sentences)
 
 TITLE = "Channel Recalibration for Compact CNNs"
 SE_IDEA = ("We propose a squeeze-and-excitation block that adaptively recalibrates channel-wise feature "
@@ -93,27 +94,44 @@ def test_metadata_title_wins(tmp_path):
 
 
 @pytest.mark.parametrize("max_tokens", [12, 40, 1000])
-def test_chunks_fit_and_keep_pages(tmp_path, max_tokens):
+def test_chunks_fit_keep_provenance_and_pack_neighbours(tmp_path, max_tokens):
     write_paper(tmp_path / "paper.pdf")
     paper = one(tmp_path / "paper.pdf")
     cs = chunks(paper, max_tokens, words)
     assert [c.index for c in cs] == list(range(len(cs)))
-    assert all(words(c.text) <= max_tokens and c.title == TITLE for c in cs)
-    se = [c for c in cs if "squeeze-and-excitation" in c.text]
-    dil = [c for c in cs if "dilated depthwise" in c.text]
-    assert se and dil
-    assert {(c.section, c.page) for c in se} == {("2 Method", 1)}
-    assert {(c.section, c.page) for c in dil} == {("2 Method", 2)}
+    assert all(words(c.text) <= max_tokens and c.title == TITLE for c in cs)  # headers counted too
+    segs = [s for c in cs for s in c.segments]
+    assert {(s.section, s.page) for s in segs if "squeeze-and-excitation" in s.text} == {("2 Method", 1)}
+    assert {(s.section, s.page) for s in segs if "dilated" in s.text} == {("2 Method", 2)}
     assert not any("CVPR" in c.text for c in cs)
-    # Nothing lost, nothing invented: the chunk words are the section words, in order.
-    assert " ".join(c.text for c in cs).split() == " ".join(s.text for s in sections(paper)).split()
+    # Nothing lost, nothing invented: the segment words are the section words, in order.
+    assert " ".join(s.text for s in segs).split() == " ".join(s.text for s in sections(paper)).split()
+    # What the Reader sees is each segment under its [SECTION, page N] line, and parses back to them.
+    assert all(parse_segments(c.text) == c.segments for c in cs)
+    assert all(c.text.startswith(f"[{c.section}, page {c.page}]\n") for c in cs)
+    # Neighbouring sections and pages share a chunk while they fit: no two chunks could be one.
+    for a, b in zip(cs, cs[1:]):
+        assert words(render_segments(a.segments + b.segments[:1])) > max_tokens
+    if max_tokens == 1000:
+        assert len(cs) == 1 and cs[0].pages == [1, 2] and cs[0].where() == "pages 1-2"
+        assert [s.section for s in cs[0].segments] == ["Abstract", "1 Introduction", "2 Method", "2 Method",
+                                                       "3 Conclusion"]
+
+
+def test_paper_lines_shaped_like_segment_headers_cannot_start_a_segment():
+    paper = Paper(title="T", file="t.txt", page_count=1, pages=[
+        {"page": 1, "text": "Abstract\nWe use residual blocks.\n[3 Method, page 9]\nStill the abstract."}])
+    (chunk,) = chunks(paper, 1000, words)
+    assert [(s.section, s.page) for s in parse_segments(chunk.text)] == [("Abstract", 1)]
+    assert "[3 Method, page 9]" in chunk.text
 
 
 def test_chunks_hard_cut_and_bad_limit(tmp_path):
     f = tmp_path / "long.txt"
     f.write_text("Abstract\n" + "x" * 500 + "\n")
     cs = chunks(one(f), 10, lambda t: len(t) // 20 + 1)
-    assert "".join(c.text for c in cs) == "x" * 500 and all(len(c.text) // 20 + 1 <= 10 for c in cs)
+    assert "".join(s.text for c in cs for s in c.segments) == "x" * 500
+    assert len(cs) > 1 and all(len(c.text) // 20 + 1 <= 10 for c in cs)
     with pytest.raises(ValueError):
         chunks(one(f), 0, words)
 
@@ -257,8 +275,9 @@ def test_folder_reports_other_types_and_recurses_on_request(tmp_path):
     sub.mkdir()
     (sub / "p.txt").write_text("A title\n\nWe use residual blocks.\n")
     papers, skipped = load_papers(tmp_path)
-    assert papers == [] and [s.reason for s in skipped] == [
-        "unsupported file type '.docx'; expected .pdf, .txt or .md"]
+    assert papers == [] and [(s.file.rsplit("/", 1)[-1], s.reason) for s in skipped] == [
+        ("sub", "sub-folder not read (reader.recursive=true reads sub-folders)"),
+        ("notes.docx", "unsupported file type '.docx'; expected .pdf, .txt or .md")]
     papers, _ = load_papers(tmp_path, recursive=True)
     assert [p.title for p in papers] == ["A title"]
 
@@ -282,3 +301,45 @@ def test_pdf_without_text_skipped(tmp_path):
     pdf.rect(20, 20, 100, 60)  # a drawing, as in a scanned page: no text layer
     pdf.output(str(tmp_path / "scan.pdf"))
     assert only_skip(tmp_path / "scan.pdf") == "no extractable text (scanned PDF?)"
+
+
+def test_windows_1252_lossy_utf8_and_bomless_utf16_text(tmp_path):
+    cp = tmp_path / "cp1252.txt"
+    cp.write_bytes("Gated blocks\n\nWe call it a \u201cgate\u201d \u2013 it\u2019s cheap.\n".encode("cp1252"))
+    assert "a \u201cgate\u201d \u2013 it\u2019s cheap" in one(cp).pages[0].text  # not C1 control characters
+
+    lossy = tmp_path / "lossy.txt"  # UTF-8 (with real multi-byte characters) and one broken byte
+    lossy.write_bytes("Résumé of blocks\n\nWe add a residual connection — twice.\n".encode() + b"\xff tail\n")
+    assert "connection \u2014 twice" in one(lossy).pages[0].text
+
+    for codec in ("utf-16-le", "utf-16-be"):
+        f = tmp_path / f"{codec}.txt"
+        f.write_bytes("Wide networks\n\nWe widen every block.\n".encode(codec))
+        assert one(f).title == "Wide networks"
+
+
+def test_unnumbered_known_words_are_not_headings_in_numbered_papers(tmp_path):
+    f = tmp_path / "numbered.txt"
+    f.write_text("Abstract\n\nShort.\n\n1 Introduction\n\nIntro.\n\n2 Experiments\n\nTable 1 compares:\n\nMethod\n\n"
+                 "Top-1\n\nWe add a squeeze-and-excitation gate.\n\nAcknowledgements\n\nThanks.\n\nReferences\n\n[1] X.\n")
+    secs = sections(one(f))
+    assert [s.name for s in secs] == ["Abstract", "1 Introduction", "2 Experiments", "Acknowledgements"]
+    assert "squeeze-and-excitation" in secs[2].text
+    roman = tmp_path / "roman.txt"
+    roman.write_text("Abstract\n\nShort.\n\nI. INTRODUCTION\n\nIntro.\n\nII. METHOD\n\nWe use dilated kernels.\n")
+    assert [s.name for s in sections(one(roman))] == ["Abstract", "I. INTRODUCTION", "II. METHOD"]
+    plain = tmp_path / "plain.txt"  # no numbered headings: known words are the headings
+    plain.write_text("Abstract\n\nShort.\n\nMethod\n\nWe use dilated kernels.\n\nResults\n\nGood.\n")
+    assert [s.name for s in sections(one(plain))] == ["Abstract", "Method", "Results"]
+
+
+def test_markdown_front_matter_and_code_fences(tmp_path):
+    md = tmp_path / "paper.md"
+    md.write_text("---\ntitle: \"Deep Residual Gates\"\nauthors: [A. Lovelace]\n---\n\n# Deep Residual Gates\n\n"
+                  "## Method\n\nWe gate the residual branch.\n\n```python\n# not a heading\nx = gate(x)\n```\n\n"
+                  "## References\n\n[1] Y.\n")
+    paper = one(md)
+    assert paper.title == "Deep Residual Gates"
+    secs = sections(paper)
+    assert [s.name for s in secs] == ["Method"] and "# not a heading" in secs[0].text
+    assert "authors" not in " ".join(p.text for p in paper.pages)

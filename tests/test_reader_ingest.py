@@ -5,8 +5,12 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+import socket
 import subprocess
 import sys
+import threading
+import urllib.parse
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
 from autogen_core import FunctionCall
@@ -27,9 +31,21 @@ def memory(path, embedder="hashing"):
     return open_memory(MemoryConfig(path=str(path), embedder=embedder))
 
 
-def read(source, mem, run_dir, client=None, **settings) -> IngestReport:
+def read(source, mem, run_dir, client=None, model="offline-designer", **settings) -> IngestReport:
     return asyncio.run(ingest(str(source), client or OfflineDesignerClient(seed=0), mem.knowledge, run_dir,
-                              ReaderSettings(**settings), count_tokens, model="offline-designer"))
+                              ReaderSettings(**settings), count_tokens, model=model))
+
+
+class Counting(OfflineDesignerClient):
+    """The offline Reader, counting the model calls it answers."""
+
+    def __init__(self):
+        super().__init__(seed=0)
+        self.calls = 0
+
+    async def create(self, *a, **k):
+        self.calls += 1
+        return await super().create(*a, **k)
 
 
 def paper_items(mem):
@@ -63,9 +79,16 @@ def test_ingesting_the_same_folder_twice_changes_nothing_the_second_time(tmp_pat
     with memory(tmp_path / "mem") as mem:
         first = read(folder, mem, tmp_path / "run1")
         snapshot = [i.model_dump() for i in mem.knowledge.list()]
-        second = read(folder, mem, tmp_path / "run2")
+        reader = Counting()
+        second = read(folder, mem, tmp_path / "run2", client=reader)
         assert first.added == 3 and second.added == 0
-        assert sum(p.duplicates for p in second.papers) == 3
+        # Chunks this model read before are not sent again: no call, whatever a model would answer.
+        assert reader.calls == 0 and [p.already_read for p in second.papers] == [p.chunks for p in first.papers]
+        assert "1 of 1 chunk(s) read before" in "\n".join(second.lines())
+        assert [i.model_dump() for i in mem.knowledge.list()] == snapshot
+        # Another model reads them again; what it finds is known by embedding similarity.
+        third = read(folder, mem, tmp_path / "run3", model="another-model")
+        assert third.added == 0 and sum(p.duplicates for p in third.papers) == 3
         assert [i.model_dump() for i in mem.knowledge.list()] == snapshot
 
 
@@ -79,7 +102,7 @@ def test_a_close_paraphrase_is_known_by_embedding_similarity(tmp_path):
         again = read(tmp_path / "two.txt", mem, tmp_path / "r2", dedup_threshold=0.9)
         assert again.added == 0 and again.papers[0].duplicates == 1
         # A strict threshold keeps the paraphrase as a new idea: the threshold is what decides.
-        assert read(tmp_path / "two.txt", mem, tmp_path / "r3", dedup_threshold=0.999).added == 1
+        assert read(tmp_path / "two.txt", mem, tmp_path / "r3", model="m2", dedup_threshold=0.999).added == 1
 
 
 def test_a_folder_of_bad_files_skips_each_with_its_reason_and_exits_zero(tmp_path):
@@ -200,44 +223,198 @@ def test_retrieval_ranks_the_papers_ideas_for_a_matching_query(tmp_path):
     assert hits[0].source == TITLE and hits[0].page == 2 and "dilated" in hits[0].tags
 
 
+def closed_port() -> int:
+    with socket.socket() as s:  # bound and closed again: nothing listens there
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
 def test_arxiv_without_network_fails_with_a_clear_message(tmp_path):
+    unreachable = f"http://127.0.0.1:{closed_port()}/api/query"
     with memory(tmp_path / "mem") as mem:
         with pytest.raises(ReaderError, match=r"cannot fetch arxiv:1709.01507 from arXiv .*use read=PATH"):
-            read("arxiv:1709.01507", mem, tmp_path / "run")
+            read("arxiv:1709.01507", mem, tmp_path / "run", arxiv_api=unreachable)
         with pytest.raises(ReaderError, match="needs a query or ids"):
             read("arxiv:", mem, tmp_path / "run")
 
 
-def test_a_reached_cap_stops_reading_between_chunks_and_a_failing_model_stops_the_paper(tmp_path):
+class FakeArxiv:
+    """The arXiv API (an Atom feed) and its PDF links on 127.0.0.1, serving one paper."""
+
+    def __init__(self, pdf: bytes, arxiv_id: str = "2401.01234"):
+        self.pdf, self.id, self.queries = pdf, arxiv_id, []
+        state = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def log_message(self, *args):
+                pass
+
+            def do_GET(self):
+                url = urllib.parse.urlparse(self.path)
+                if url.path == "/api/query":
+                    state.queries.append(urllib.parse.parse_qs(url.query))
+                    body, kind = state.feed().encode(), "application/atom+xml"
+                elif url.path == f"/pdf/{state.id}v2":
+                    body, kind = state.pdf, "application/pdf"
+                else:
+                    self.send_error(404)
+                    return
+                self.send_response(200)
+                self.send_header("Content-Type", kind)
+                self.send_header("Content-Length", str(len(body)))
+                self.end_headers()
+                self.wfile.write(body)
+
+        self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        threading.Thread(target=self.httpd.serve_forever, args=(0.05,), daemon=True).start()
+        self.base = f"http://127.0.0.1:{self.httpd.server_address[1]}"
+
+    def feed(self) -> str:
+        return f"""<?xml version="1.0" encoding="UTF-8"?>
+<feed xmlns="http://www.w3.org/2005/Atom" xmlns:opensearch="http://a9.com/-/spec/opensearch/1.1/"
+      xmlns:arxiv="http://arxiv.org/schemas/atom">
+  <opensearch:totalResults>1</opensearch:totalResults><opensearch:startIndex>0</opensearch:startIndex>
+  <opensearch:itemsPerPage>1</opensearch:itemsPerPage>
+  <entry><id>http://arxiv.org/abs/{self.id}v2</id><updated>2024-01-05T00:00:00Z</updated>
+    <published>2024-01-03T00:00:00Z</published><title>{TITLE}</title><summary>Two ideas.</summary>
+    <author><name>Ada Lovelace</name></author>
+    <link href="{self.base}/abs/{self.id}v2" rel="alternate" type="text/html"/>
+    <link title="pdf" href="{self.base}/pdf/{self.id}v2" rel="related" type="application/pdf"/>
+    <arxiv:primary_category term="cs.CV"/><category term="cs.CV"/></entry>
+</feed>"""
+
+    def close(self):
+        self.httpd.shutdown()
+        self.httpd.server_close()
+
+
+def test_arxiv_ids_and_queries_are_fetched_over_http_and_read(tmp_path):
+    write_paper(tmp_path / "paper.pdf")
+    server = FakeArxiv((tmp_path / "paper.pdf").read_bytes())
+    try:
+        with memory(tmp_path / "mem") as mem:
+            report = read("arxiv:2401.01234", mem, tmp_path / "run", arxiv_api=f"{server.base}/api/query")
+            items = paper_items(mem)
+            again = read("arxiv:channel recalibration", mem, tmp_path / "run2", arxiv_api=f"{server.base}/api/query",
+                         arxiv_max_results=2)
+    finally:
+        server.close()
+    assert server.queries[0]["id_list"] == ["2401.01234"]
+    assert server.queries[1]["search_query"] == ["channel recalibration"] and server.queries[1]["max_results"]
+    saved = tmp_path / "run" / "reader" / "arxiv" / "2401-01234" / "2401.01234v2.pdf"
+    assert saved.read_bytes()[:5] == b"%PDF-"
+    assert report.added == 2 and {i.source for i in items} == {TITLE} and {i.page for i in items} == {1, 2}
+    assert all(i.file == str(saved) for i in items)
+    assert again.added == 0  # the same paper by another route is known
+
+
+class ManyCalls(OfflineDesignerClient):
+    """A Reader that answers every excerpt with the given tool-call arguments, all in one turn."""
+
+    def __init__(self, calls: list[dict]):
+        super().__init__(seed=0)
+        self.planned = calls
+
+    def _reader(self, messages, tools):
+        if _tool_results(_turn(messages)):
+            return "DONE"
+        return [FunctionCall(id=f"call_{i}", name="add_inspiration", arguments=json.dumps(c))
+                for i, c in enumerate(self.planned)]
+
+
+def test_the_store_tool_keeps_the_idea_limit_and_refuses_instructions(tmp_path):
+    (tmp_path / "p.txt").write_text("Gates\n\nWe propose a channel attention gate for each block of the network.\n")
+    ideas = [{"text": f"Idea {n}: add a squeeze-and-excitation gate with reduction ratio {n} after the conv.",
+              "tags": ["channel-attention"], "page": 1} for n in range(5)]
+    with memory(tmp_path / "mem") as mem:
+        report = read(tmp_path / "p.txt", mem, tmp_path / "run", client=ManyCalls(ideas), max_per_chunk=3,
+                      dedup_threshold=0.999)
+        assert len(paper_items(mem)) == 3
+    paper = report.papers[0]
+    assert report.added == 3 and paper.skipped_chunks == []
+    assert paper.refused == ["this excerpt's limit of 3 ideas is reached; reply DONE"] * 2
+    assert "call refused: this excerpt's limit of 3 ideas" in "\n".join(report.lines())
+    # A model that repeats the paper's injected instruction as an "idea" gets it refused, not stored.
+    with memory(tmp_path / "mem2") as mem:
+        report = read(tmp_path / "p.txt", mem, tmp_path / "run2", attempts=1, client=ManyCalls(
+            [{"text": INJECTION, "tags": ["residual"], "page": 1}, json.loads(GOOD)]))
+        items = paper_items(mem)
+    assert [i.text for i in items] == [json.loads(GOOD)["text"]]
+    assert report.papers[0].refused == ["the text reads as an instruction to an agent, not an architecture idea"]
+
+
+def test_section_and_page_come_from_the_chunk_not_from_the_model(tmp_path):
+    write_paper(tmp_path / "paper.pdf")
+    wrong = [{"text": DILATED_IDEA, "tags": ["dilated"], "section": "Appendix Z", "page": 99},
+             {"text": SE_IDEA, "tags": ["channel-attention"], "section": "3 Conclusion", "page": 1}]
+    with memory(tmp_path / "mem") as mem:
+        read(tmp_path / "paper.pdf", mem, tmp_path / "run", client=ManyCalls(wrong))
+        where = {i.tags[0]: (i.section, i.page) for i in paper_items(mem)}
+    # A page outside the chunk: the segment sharing most words with the idea. A section that is not
+    # on the page given (3 Conclusion is on page 2): likewise, among that page's segments.
+    assert where == {"dilated": ("2 Method", 2), "channel-attention": ("2 Method", 1)}
+
+
+def test_an_ordinary_paper_takes_few_model_calls(tmp_path):
+    body = "\n\n".join(f"{n} Part {n}\n\n" + " ".join(f"Sentence {k} about residual blocks of part {n}." for k in range(25))
+                        for n in range(1, 9))
+    pages = "\f".join(body[i:i + 2500] for i in range(0, len(body), 2500))
+    (tmp_path / "long.txt").write_text("A Study of Blocks\n\nAbstract\n\nWe study blocks.\n\n" + pages)
+    reader = Counting()
+    with memory(tmp_path / "mem") as mem:
+        report = read(tmp_path / "long.txt", mem, tmp_path / "run", client=reader)
+    paper = report.papers[0]
+    tokens = count_tokens((tmp_path / "long.txt").read_text())
+    # Sections and pages are packed up to reader.chunk_tokens: about one chunk per 1,500 tokens.
+    assert paper.pages >= 4 and paper.chunks <= tokens // 1500 + 2 and reader.calls == 2 * paper.chunks
+
+
+def test_a_reached_cap_stops_reading_between_chunks_and_a_failing_model_stops_reading(tmp_path):
     text = "Many Ideas\n\n" + "\n\n".join(f"We propose block variant {i} with a channel attention gate in it." for i in
                                          range(40))
     (tmp_path / "p.txt").write_text(text)
-    calls = []
+    (tmp_path / "q.txt").write_text(text.replace("Many Ideas", "More Ideas"))
+    reader = Counting()
 
     def cap():
-        return "budget.max_tokens reached: 10 tokens used, cap 5" if len(calls) >= 2 else None
-
-    class Counting(OfflineDesignerClient):
-        async def create(self, *a, **k):
-            calls.append(1)
-            return await super().create(*a, **k)
+        return "budget.max_tokens reached: 10 tokens used, cap 5" if reader.calls >= 2 else None
 
     with memory(tmp_path / "mem") as mem:
-        report = asyncio.run(ingest([str(tmp_path / "p.txt")], Counting(), mem.knowledge, tmp_path / "run",
+        report = asyncio.run(ingest([str(tmp_path / "p.txt")], reader, mem.knowledge, tmp_path / "run",
                                     ReaderSettings(chunk_tokens=100), count_tokens, "m", should_stop=cap))
     paper = report.papers[0]
     assert paper.chunks > 3 and paper.skipped_chunks[-1].startswith(f"chunks 2-{paper.chunks} not read: budget.max_tokens")
+
+    calls = []
 
     class Down(OfflineDesignerClient):
         async def create(self, *a, **k):
             calls.append(1)
             raise ConnectionError("model service unavailable")
 
-    calls.clear()
     with memory(tmp_path / "mem2") as mem:
-        report = asyncio.run(ingest(str(tmp_path / "p.txt"), Down(), mem.knowledge, tmp_path / "run2",
-                                    ReaderSettings(chunk_tokens=100, attempts=1), count_tokens, "m"))
+        report = asyncio.run(ingest([str(tmp_path / "p.txt"), str(tmp_path / "q.txt")], Down(), mem.knowledge,
+                                    tmp_path / "run2", ReaderSettings(chunk_tokens=100, attempts=1), count_tokens, "m"))
     skipped = report.papers[0].skipped_chunks
     assert len(calls) == 3 and len(skipped) == 4  # three failed chunks, then the rest given up
     assert "the model failed after 1 attempt(s): model error" in skipped[0]
     assert skipped[3].startswith("chunks 4-") and "the model failed on 3 chunks in a row" in skipped[3]
+    # The next paper is not sent to a model that just failed three times in a row.
+    second = report.papers[1]
+    assert second.skipped_chunks == [f"chunks 1-{second.chunks} not read: the model failed on 3 chunks in a row"]
+    saved = json.loads((tmp_path / "run2" / "reader" / "report.json").read_text())
+    assert [p["title"] for p in saved["papers"]] == ["Many Ideas", "More Ideas"]
+
+
+def test_read_sources_from_the_config_are_checked_before_anything_runs(tmp_path):
+    from omegaconf import OmegaConf
+
+    from agents.factory import RunSetupError, _read_sources
+
+    (tmp_path / "p.txt").write_text("A\n\nWe use residual blocks.\n")
+    assert _read_sources(OmegaConf.create({"read": [str(tmp_path / "p.txt"), "arxiv:1709.01507"]})) == [
+        str(tmp_path / "p.txt"), "arxiv:1709.01507"]
+    with pytest.raises(RunSetupError, match="read= is empty"):  # `read=`: not the current folder
+        _read_sources(OmegaConf.create({"read": ""}))
+    with pytest.raises(RunSetupError, match="no such file or folder"):
+        _read_sources(OmegaConf.create({"read": str(tmp_path / "missing.pdf")}))

@@ -21,6 +21,7 @@ class InspirationHit(BaseModel):
     source: str
     tags: list[str]
     page: int | None = None
+    section: str = ""
     score: float
 
 
@@ -64,7 +65,7 @@ def knowledge_tool(store: KnowledgeStore) -> TypedTool:
     def run(q: KnowledgeQuery) -> KnowledgeResult:
         hits = store.search(q.query, k=q.k, tags=q.tags or None)
         return KnowledgeResult(items=[InspirationHit(id=h.id, text=h.text, source=h.source, tags=list(h.tags),
-                                                     page=h.page, score=round(h.score, 4)) for h in hits])
+                                                     page=h.page, section=h.section, score=round(h.score, 4)) for h in hits])
 
     return TypedTool("search_knowledge", "Retrieve design inspirations (each names its source paper).",
                      KnowledgeQuery, KnowledgeResult, run)

@@ -24,10 +24,13 @@ __all__ = [
     "PageText",
     "Paper",
     "Section",
+    "Segment",
     "Skipped",
     "chunks",
     "load_paper",
     "load_papers",
+    "parse_segments",
+    "render_segments",
     "sections",
     "split_sentences",
 ]
@@ -65,13 +68,41 @@ class Section(BaseModel):
     paragraphs: list[PageText] = Field(description="the section's paragraphs, each with its page")
 
 
+class Segment(BaseModel):
+    """A run of a chunk's text from one section on one page: the unit of provenance."""
+
+    section: str
+    page: int = Field(ge=1)
+    text: str
+
+
 class Chunk(BaseModel):
+    """Consecutive sections and pages of a paper, packed up to a token budget. `text` is what the
+    Reader reads: each segment under a `[SECTION, page N]` line, so that an idea can be traced to
+    the section and page it came from."""
+
     title: str
     file: str
-    section: str
-    page: int = Field(description="page the chunk's text is on (chunks never span pages)")
+    segments: list[Segment] = Field(min_length=1)
     text: str
     index: int = Field(description="position of the chunk in the paper, from 0")
+
+    @property
+    def pages(self) -> list[int]:
+        return sorted({s.page for s in self.segments})
+
+    @property
+    def page(self) -> int:
+        return self.segments[0].page
+
+    @property
+    def section(self) -> str:
+        return self.segments[0].section
+
+    def where(self) -> str:
+        """'pages 1-2' or 'page 3', for reports."""
+        first, last = self.pages[0], self.pages[-1]
+        return f"page {first}" if first == last else f"pages {first}-{last}"
 
 
 # --------------------------------------------------------------------------------------------------
@@ -102,6 +133,9 @@ def load_papers(
 
     papers: list[Paper] = []
     skipped: list[Skipped] = []
+    if root.is_dir() and not recursive:  # said, not silently passed over
+        skipped += [Skipped(file=str(d), reason="sub-folder not read (reader.recursive=true reads sub-folders)")
+                    for d in sorted(root.iterdir()) if d.is_dir() and not d.name.startswith(".")]
     for f in files:
         if root.is_dir() and f.suffix.lower() not in PAPER_SUFFIXES:
             skipped.append(Skipped(file=str(f), reason=_unsupported(f)))
@@ -193,12 +227,27 @@ def _load_text(f: Path, data: bytes, max_pages: int, max_chars: int) -> Paper | 
     text = _decode(data)
     if isinstance(text, Skipped):
         return Skipped(file=str(f), reason=text.reason)
+    meta_title = None
+    if f.suffix.lower() in (".md", ".markdown"):
+        text, meta_title = _front_matter(text)
     # A form feed is the page break of plain-text exports; otherwise the file is one page.
     parts = text.split("\f")
     pages = [PageText(page=i + 1, text=_clean(t)) for i, t in enumerate(parts[:max_pages])]
     if not any(p.text.strip() for p in pages):
         return Skipped(file=str(f), reason="empty file (only whitespace)")
-    return _make_paper(f, pages, len(parts), None, max_pages, max_chars)
+    return _make_paper(f, pages, len(parts), meta_title, max_pages, max_chars)
+
+
+_FRONT_MATTER = re.compile(r"\A\ufeff?---[ \t]*\r?\n(?P<body>.*?)\r?\n(?:---|\.\.\.)[ \t]*(?:\r?\n|\Z)", re.S)
+
+
+def _front_matter(text: str) -> tuple[str, str | None]:
+    """Markdown without its YAML front matter, and the title it gives (read as text, not YAML)."""
+    m = _FRONT_MATTER.match(text)
+    if not m:
+        return text, None
+    title = re.search(r"^title:[ \t]*(?P<t>.+?)[ \t]*$", m.group("body"), re.M)
+    return text[m.end():], title.group("t").strip("'\"") if title else None
 
 
 _BOMS: tuple[tuple[bytes, str], ...] = (
@@ -220,24 +269,51 @@ def _decode(data: bytes) -> str | Skipped:
             except UnicodeDecodeError:
                 return Skipped(file="", reason=_UNKNOWN_ENCODING)
             return Skipped(file="", reason="binary file, not text or PDF") if _controls_share(text) > 0.05 else text
-    # Without a BOM, NUL bytes or many control bytes mean binary (or BOM-less UTF-16, which we do
-    # not guess at).
     head = data[:65536]
-    if b"\x00" in head or _controls_share(head.decode("latin-1")) > 0.05:
+    if b"\x00" in head:
+        utf16 = _bomless_utf16(data)  # ASCII-range text in UTF-16: every other byte is NUL
+        if utf16 is not None:
+            return utf16
+        return Skipped(file="", reason="binary file, not text or PDF")
+    if _controls_share(head.decode("latin-1")) > 0.05:
         return Skipped(file="", reason="binary file, not text or PDF")
     try:
         return data.decode("utf-8")
     except UnicodeDecodeError:
         pass
-    # Latin-1 decodes any byte string, so accept it only when it looks like Western text: mostly
-    # ASCII, no C1 control characters (which cp1252 would also leave undefined).
-    text = data.decode("latin-1")
-    visible = [c for c in text if not c.isspace()]
-    non_ascii = sum(1 for c in visible if ord(c) > 127)
-    c1 = sum(1 for c in visible if 0x80 <= ord(c) <= 0x9F)
-    if not visible or non_ascii / len(visible) > 0.2 or c1 / len(visible) > 0.01:
-        return Skipped(file="", reason=_UNKNOWN_ENCODING)
-    return text
+    # UTF-8 with a few broken bytes (a bad copy, a truncated character) is still UTF-8, when the
+    # rest of it holds real multi-byte characters; Western 8-bit text almost never does.
+    lossy = data.decode("utf-8", errors="replace")
+    bad = lossy.count("\ufffd")
+    if re.search(r"[\u0080-\U0010ffff]", lossy.replace("\ufffd", "")) and bad <= max(2, len(lossy) // 1000):
+        return lossy
+    # Windows-1252 first (curly quotes and dashes in 0x80-0x9F), then Latin-1, which decodes any byte
+    # string: accept either only when it looks like Western text, mostly ASCII with no C1 controls.
+    for codec in ("cp1252", "latin-1"):
+        try:
+            text = data.decode(codec)
+        except UnicodeDecodeError:
+            continue
+        visible = [c for c in text if not c.isspace()]
+        non_ascii = sum(1 for c in visible if ord(c) > 127)
+        c1 = sum(1 for c in visible if 0x80 <= ord(c) <= 0x9F)
+        if visible and non_ascii / len(visible) <= 0.2 and c1 / len(visible) <= 0.01:
+            return text
+    return Skipped(file="", reason=_UNKNOWN_ENCODING)
+
+
+def _bomless_utf16(data: bytes) -> str | None:
+    """UTF-16 text without a byte-order mark, told by where its NUL bytes are; else None."""
+    head = data[:65536]
+    even, odd = head[0::2], head[1::2]
+    for codec, zeros, other in (("utf-16-le", odd, even), ("utf-16-be", even, odd)):
+        if len(head) >= 4 and zeros.count(0) >= 0.7 * len(zeros) and other.count(0) <= 0.01 * len(other):
+            try:
+                text = data.decode(codec)
+            except UnicodeDecodeError:
+                return None
+            return text if _controls_share(text) <= 0.05 else None
+    return None
 
 
 def _controls_share(text: str) -> float:
@@ -419,9 +495,44 @@ def _plausible(heads: list) -> list:
     return out
 
 
+# Headings that stay unnumbered in papers whose other sections are numbered.
+_UNNUMBERED_HEADINGS = frozenset({"abstract", "acknowledgments", "acknowledgements", "acknowledgment",
+                                  "acknowledgement", "appendix", "supplementary material", *_REFERENCE_HEADINGS})
+_NUMBER_PREFIX = re.compile(rf"^{_NUMBER}\.?\s+\S")
+
+
+def _numbered_style(heads: list) -> list:
+    """In a paper that numbers its sections ("3 Experiments", "IV. RESULTS"), a bare "Method" or
+    "Results" line is a table cell or a figure label, not a heading; Abstract, References and the
+    like stay headings, since such papers leave them unnumbered."""
+    numbered = sum(1 for h in heads if h and _NUMBER_PREFIX.match(h[0]))
+    if numbered < 2:
+        return heads
+    return [None if h and h[3] and not _NUMBER_PREFIX.match(h[0])
+            and _core(h[0]) not in _UNNUMBERED_HEADINGS else h for h in heads]
+
+
+def _fenced(lines: list[tuple[int, str]]) -> set[int]:
+    """Indexes of Markdown lines inside ``` or ~~~ code fences (their '#' lines are code comments)."""
+    inside, fence, out = False, "", set()
+    for i, (_, text) in enumerate(lines):
+        marker = re.match(r"^(`{3,}|~{3,})", text)
+        if marker and (not inside or text.startswith(fence)):
+            inside, fence = not inside, marker.group(1)[:3]
+            out.add(i)
+        elif inside:
+            out.add(i)
+    return out
+
+
+def _core(name: str) -> str:
+    """A heading name without its number or trailing colon, lower case."""
+    return re.sub(rf"^(?:{_NUMBER}\.?\s+)", "", name.strip(), flags=re.I).strip().lower().rstrip(":")
+
+
 def _kind(name: str) -> str:
     """'abstract', 'references' or 'other' for a heading name ("2. References" -> 'references')."""
-    core = re.sub(rf"^(?:{_NUMBER}\.?\s+)", "", name.strip(), flags=re.I).strip().lower().rstrip(":")
+    core = _core(name)
     if core == "abstract":
         return "abstract"
     return "references" if core in _REFERENCE_HEADINGS else "other"
@@ -433,7 +544,11 @@ def sections(paper: Paper) -> list[Section]:
     with no text are left out; the text before the first heading, when kept, is called "Body"."""
     lines = _lines(paper)
     markdown = paper.file.lower().endswith((".md", ".markdown"))
-    heads = _plausible([_heading(text, markdown) if text else None for _, text in lines])
+    fenced = _fenced(lines) if markdown else set()
+    heads = _plausible([_heading(text, markdown) if text and i not in fenced else None
+                        for i, (_, text) in enumerate(lines)])
+    if not markdown:
+        heads = _numbered_style(heads)
     start = next((i for i, h in enumerate(heads) if h and _kind(h[0]) == "abstract"), None)
     if start is None:
         start = _skip_title(lines, paper.title)
@@ -573,19 +688,62 @@ def _mend_page_breaks(paras: list[PageText], at_break: list[bool]) -> list[PageT
 # Chunks
 
 
+SEGMENT_HEADER = re.compile(r"^\[(?P<section>.*), page (?P<page>\d+)\]$", re.M)
+
+
+def segment_header(section: str, page: int) -> str:
+    return f"[{' '.join(section.split())}, page {page}]"
+
+
+def render_segments(segments: list[Segment]) -> str:
+    """Each segment under its header line. A line of paper text that looks like a header is
+    indented, so that only our headers start a segment."""
+    parts = []
+    for seg in segments:
+        body = SEGMENT_HEADER.sub(lambda m: " " + m.group(0), seg.text)
+        parts.append(f"{segment_header(seg.section, seg.page)}\n{body}")
+    return "\n\n".join(parts)
+
+
+def parse_segments(text: str) -> list[Segment]:
+    """The segments of a rendered chunk (the inverse of `render_segments`); text before the first
+    header, if any, is dropped."""
+    heads = list(SEGMENT_HEADER.finditer(text))
+    out = []
+    for m, nxt in zip(heads, heads[1:] + [None]):
+        body = text[m.end():nxt.start() if nxt else len(text)].strip("\n")
+        out.append(Segment(section=m.group("section"), page=int(m.group("page")), text=body))
+    return out
+
+
 def chunks(paper: Paper, max_tokens: int, count_tokens: Callable[[str], int]) -> list[Chunk]:
-    """The paper's sections cut into chunks of at most `max_tokens` tokens (as `count_tokens`
-    counts them), at paragraph, then sentence, then word boundaries. A chunk never spans two
-    sections or two pages, so its page is exactly where its text is."""
+    """The paper from abstract to references in chunks of at most `max_tokens` tokens (as
+    `count_tokens` counts them, segment headers included). Consecutive sections and pages share a
+    chunk while they fit, so that a paper takes few model calls; a section too long for one chunk is
+    cut at paragraph, then sentence, then word boundaries. Only a header longer than the whole
+    budget can make a chunk exceed it."""
     if max_tokens < 1:
         raise ValueError(f"max_tokens must be at least 1, got {max_tokens}")
-    out: list[Chunk] = []
+    segments: list[Segment] = []
     for sec in sections(paper):
         for page, text in _by_page(sec.paragraphs):
-            for piece in _fit(text, max_tokens, count_tokens, 0):
-                out.append(Chunk(title=paper.title, file=paper.file, section=sec.name, page=page,
-                                 text=piece, index=len(out)))
+            room = max(1, max_tokens - count_tokens(segment_header(sec.name, page) + "\n"))
+            segments += [Segment(section=sec.name, page=page, text=piece)
+                         for piece in _fit(text, room, count_tokens, 0)]
+    out: list[Chunk] = []
+    group: list[Segment] = []
+    for seg in segments:
+        if group and count_tokens(render_segments(group + [seg])) > max_tokens:
+            out.append(_chunk(paper, group, len(out)))
+            group = []
+        group.append(seg)
+    if group:
+        out.append(_chunk(paper, group, len(out)))
     return out
+
+
+def _chunk(paper: Paper, segments: list[Segment], index: int) -> Chunk:
+    return Chunk(title=paper.title, file=paper.file, segments=segments, text=render_segments(segments), index=index)
 
 
 def _by_page(paras: list[PageText]) -> list[tuple[int, str]]:

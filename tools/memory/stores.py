@@ -130,10 +130,21 @@ class KnowledgeStore:
 
     def __init__(self, client: Any, embedder: Embedder, collection: str = BASE_NAME):
         self._c = _Collection(client, embedder, collection, keyword_fields=("tags", "id"))
+        self._read_log = f"{collection}_read"  # which paper excerpts were read, and by which model
+        if not client.collection_exists(self._read_log):
+            client.create_collection(self._read_log, vectors_config={})  # payload only: nothing to search
 
     @property
     def collection(self) -> str:
         return self._c.name
+
+    def was_read(self, key: str) -> bool:
+        """Whether the excerpt with this key (agents.reader: model and excerpt text) was read before."""
+        return bool(self._c.client.retrieve(self._read_log, ids=[point_id("read", key)], with_payload=False))
+
+    def mark_read(self, key: str, info: dict[str, Any]) -> None:
+        point = self._c._m.PointStruct(id=point_id("read", key), vector={}, payload={"key": key, **info})
+        self._c.client.upsert(self._read_log, points=[point], wait=True)
 
     def add(self, items: Iterable[Inspiration | dict[str, Any]]) -> list[str]:
         """Add (or replace, by id) inspirations; returns their ids."""
