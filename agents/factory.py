@@ -5,7 +5,7 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable
+from typing import Callable, Sequence
 
 from omegaconf import DictConfig, ListConfig, OmegaConf
 from rich.console import Console
@@ -75,7 +75,10 @@ def make_trainer(cfg: DictConfig, run_dir: Path) -> Callable:
     return train
 
 
-def build_run(cfg: DictConfig, run_dir: Path, console: Console, conf_dir: Path = CONF_DIR):
+def build_run(cfg: DictConfig, run_dir: Path, console: Console, conf_dir: Path = CONF_DIR,
+              saved_configs: Sequence[Path] | None = None):
+    """`saved_configs`: the files in which Hydra saved the command line (default: run_dir/.hydra/*.yaml;
+    main.py adds a sweep's multirun.yaml); keys that reached them are masked once they are known."""
     from tools.memory import MemoryConfig, open_memory
 
     from .llm.secrets import scrub_files
@@ -87,12 +90,12 @@ def build_run(cfg: DictConfig, run_dir: Path, console: Console, conf_dir: Path =
                            max_rounds=int(cfg.max_rounds), export=bool(cfg.export))
     client_set = make_clients(cfg, conf_dir)
     for warning in client_set.warnings:
-        console.print(f"[yellow]warning:[/] {warning}")
+        console.print(f"[yellow]warning:[/] {warning}", soft_wrap=True)  # one line each, like errors
     clients, ledger, redact = client_set.clients, client_set.ledger, client_set.redact
     sources = _read_sources(cfg)
     reader_settings = _reader_settings(cfg) if sources else None
     # Hydra saved the command line before we knew the keys: mask any that reached its files.
-    scrub_files((run_dir / ".hydra").glob("*.yaml"), redact)
+    scrub_files(saved_configs if saved_configs is not None else (run_dir / ".hydra").glob("*.yaml"), redact)
     ledger.resume(run_dir / "usage.json")
     root = root_block_text(cfg)
     parse_block(root)
@@ -158,6 +161,8 @@ def _read_sources(cfg: DictConfig) -> list[str]:
         return []
     sources = [str(x) for x in read] if isinstance(read, ListConfig) else [str(read)]
     for s in sources:
+        if not s.strip():  # `read=` with nothing after it: Path("") would be the current folder
+            raise RunSetupError("read= is empty: give a PDF, a .txt/.md file, a folder of them, or arxiv:QUERY")
         if not s.startswith("arxiv:") and not Path(s).expanduser().exists():
             raise RunSetupError(f"read={s}: no such file or folder (give a PDF, a .txt/.md file, a folder of them, "
                                 f"or arxiv:QUERY)")

@@ -10,13 +10,18 @@ end without a network or a model: requests are turned back into AutoGen messages
 Faults (by 1-based index of POST /v1/chat/completions, counting refused ones too, or a callable
 index -> fault | None):
 "429" or ("429", seconds) -> rate limited with Retry-After; "500" -> server error; "drop" -> the
-connection closes without a response; "malformed" -> tool-call arguments truncated to invalid JSON (on the next answer that has tool calls).
+connection closes without a response; "malformed" -> tool-call arguments truncated to invalid JSON (on the next answer that has tool calls);
+("slow", seconds) -> the answer comes after that long (a hung server, for timeouts); "echo-key" -> HTTP 400 whose
+message quotes the request's Authorization header, as careless servers do.
+Query strings are ignored, as real servers ignore unknown parameters.
 """
 from __future__ import annotations
 
 import asyncio
 import json
 import threading
+import time
+from urllib.parse import urlsplit
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any, Callable, Mapping
 
@@ -182,9 +187,15 @@ class _Handler(BaseHTTPRequestHandler):
             self.send_response(status)
             for k, v in {"Content-Type": "application/json", "Content-Length": str(len(data)), **headers}.items():
                 self.send_header(k, v)
-            self.end_headers()
-            self.wfile.write(data)
-        self.server_state._record(method=self.command, path=self.path, status=status, fault=fault, body=self.body)
+            try:
+                self.end_headers()
+                self.wfile.write(data)
+            except (BrokenPipeError, ConnectionResetError):  # the client stopped waiting ("slow")
+                pass
+        self.server_state._record(method=self.command, path=self._path(), status=status, fault=fault, body=self.body)
+
+    def _path(self) -> str:
+        return urlsplit(self.path).path
 
     def _authorized(self) -> bool:
         key = self.server_state.api_key
@@ -193,7 +204,7 @@ class _Handler(BaseHTTPRequestHandler):
     def do_GET(self) -> None:
         if not self._authorized():
             self._send(*UNAUTHORIZED)
-        elif self.path.rstrip("/") == "/v1/models":
+        elif self._path().rstrip("/") == "/v1/models":
             self._send(200, {"object": "list", "data": [
                 {"id": "offline-designer", "object": "model", "created": 0, "owned_by": "tests"}]})
         else:
@@ -205,7 +216,7 @@ class _Handler(BaseHTTPRequestHandler):
             self.body = json.loads(raw)
         except ValueError:
             self.body = raw.decode(errors="replace")
-        if self.path.rstrip("/") != "/v1/chat/completions":
+        if self._path().rstrip("/") != "/v1/chat/completions":
             return self._send(404, _error(f"Unknown path {self.path}", "invalid_request_error", "not_found"))
         fault = self.server_state._next_fault()  # every chat request takes an index, even one refused
         if not self._authorized():
@@ -217,6 +228,11 @@ class _Handler(BaseHTTPRequestHandler):
         kind = fault[0] if isinstance(fault, tuple) else fault
         if kind == "drop":
             return None, {}, {}
+        if kind == "echo-key":
+            return 400, _error(f"Malformed header: {self.headers.get('Authorization')}", "invalid_request_error"), {}
+        if kind == "slow":
+            time.sleep(fault[1])  # the client has usually given up by now; answering then is harmless
+            fault = kind = None
         if kind == "429":
             wait = fault[1] if isinstance(fault, tuple) else 1
             return 429, _error("Rate limit reached (injected)", "requests", "rate_limit_exceeded"), \

@@ -5,13 +5,15 @@ import json
 import os
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
 from autogen_core.models import SystemMessage, UserMessage
 from autogen_ext.models.openai import OpenAIChatCompletionClient
 
-from agents.llm import ManagedClient, ModelCallError, RetryPolicy, UsageLedger
+from agents.factory import make_clients
+from agents.llm import ManagedClient, ModelCallError, Redactor, RetryPolicy, UsageLedger
 from conftest import ROOT
 from fake_openai_server import FakeOpenAIServer
 from graphs.tree import ModificationTree
@@ -209,9 +211,84 @@ def test_total_wait_bounds_retries_even_when_the_server_asks_for_more():
     with FakeOpenAIServer(seed=0, api_key=KEY, faults={1: ("429", 30)}) as server:
         client, ledger = _client(server)
         client._retry = RetryPolicy(attempts=6, max_wait_s=2.0, initial_s=0.01, jitter_s=0.0)
-        with pytest.raises(ModelCallError, match=r"HTTP 429: .* \(gave up after 1 attempt"):
+        with pytest.raises(ModelCallError, match=r"HTTP 429: .* \(gave up after 1 attempt\(s\): the server's "
+                                                 r"Retry-After 30s is more than llm.retry.max_wait_s=2s allows\)"):
             asyncio.run(client.create(MESSAGES))
         assert len(server.requests) == 1
+
+
+def test_a_retry_never_runs_past_the_total_wait_even_on_a_hung_server():
+    # The first try fails fast; the retry meets a server that answers only after 20 s. With a 60 s
+    # request timeout the retry would wait for that answer; llm.retry.max_wait_s=1.5 ends it first.
+    with FakeOpenAIServer(seed=0, api_key=KEY, faults={1: "500", 2: ("slow", 20)}) as server:
+        client, ledger = _client(server)
+        client._retry = RetryPolicy(attempts=6, max_wait_s=1.5, initial_s=0.01, jitter_s=0.0)
+        client._timeout_s = 60
+        start = time.monotonic()
+        with pytest.raises(ModelCallError) as err:
+            asyncio.run(client.create(MESSAGES))
+        took = time.monotonic() - start
+    assert took < 5, took
+    assert "TimeoutError: no answer within" in str(err.value)
+    assert "(gave up after 2 attempt(s): llm.retry.max_wait_s=1.5s used up)" in str(err.value)
+
+
+def test_errors_that_quote_the_key_are_redacted_when_raised():
+    # A server that echoes the Authorization header in its error text: the ModelCallError that the
+    # trial and the Reader print must not carry the key.
+    with FakeOpenAIServer(seed=0, api_key=KEY, faults={1: "echo-key"}) as server:
+        client, ledger = _client(server)
+        client._redact = Redactor([KEY])
+        with pytest.raises(ModelCallError) as err:
+            asyncio.run(client.create(MESSAGES))
+    assert "HTTP 400: Malformed header: Bearer ***" in str(err.value) and KEY not in str(err.value)
+    assert KEY not in json.dumps([c.model_dump() for c in ledger.calls])
+
+
+def test_a_key_with_a_trailing_newline_passes_the_key_check_and_calls(monkeypatch):
+    monkeypatch.setenv(KEY_VAR, KEY + "\n")  # as pasted from a file
+    with FakeOpenAIServer(seed=0, api_key=KEY) as server:
+        cs = make_clients(config("llm=openai_compatible", "llm.model=test-model", f"llm.base_url={server.base_url}"))
+        assert [w for w in cs.warnings if not w.startswith("no price")] == []
+        assert isinstance(asyncio.run(cs.clients["Proposer"].create(MESSAGES)).content, str)
+        asyncio.run(cs.close())
+        assert [r["status"] for r in server.requests] == [200, 200]  # the model list, then the call
+
+
+def test_secrets_from_the_environment_never_reach_the_cache(monkeypatch, tmp_path):
+    gateway = "gw0123456789-gateway-secret"
+    monkeypatch.setenv("GW_KEY", gateway)
+    monkeypatch.setenv(KEY_VAR, KEY)
+    with FakeOpenAIServer(seed=0, api_key=KEY) as server:
+        cs = make_clients(config("llm=openai_compatible", "llm.model=test-model", f"llm.base_url={server.base_url}",
+                                 "+llm.client.default_query={api-key:'${oc.env:GW_KEY}'}",
+                                 f"llm.cache={tmp_path / 'cache'}"), check=False)
+        asyncio.run(cs.clients["Proposer"].create(MESSAGES))
+        asyncio.run(cs.close())
+        assert len(server.requests) == 1
+    files = list((tmp_path / "cache").rglob("*.json"))
+    assert len(files) == 1 and not [p for p in files if gateway.encode() in p.read_bytes() or KEY.encode() in
+                                    p.read_bytes()]
+
+
+def test_a_role_on_another_server_sends_that_servers_key(monkeypatch):
+    # The run is on OpenAI; the Proposer on a local server that wants its own key. Before, the
+    # Proposer would have sent $OPENAI_API_KEY there and been refused.
+    monkeypatch.setenv("OPENAI_API_KEY", "sk-openai-0123456789abcdefgh")
+    monkeypatch.setenv(KEY_VAR, KEY)
+    with FakeOpenAIServer(seed=0, api_key=KEY) as server:
+        cs = make_clients(config("llm=openai", f"agents.proposer.llm={{provider:openai_compatible,model:test-model,"
+                                               f"base_url:'{server.base_url}'}}"), check=False)
+        assert isinstance(asyncio.run(cs.clients["Proposer"].create(MESSAGES)).content, str)
+        asyncio.run(cs.close())
+        assert [r["status"] for r in server.requests] == [200]
+
+
+def config(*overrides: str):
+    from hydra import compose, initialize_config_dir
+
+    with initialize_config_dir(config_dir=str(ROOT / "conf"), version_base="1.3"):
+        return compose(config_name="config", overrides=list(overrides))
 
 
 def test_a_key_typed_on_the_command_line_is_refused_and_masked_in_hydra_files(tmp_path):
@@ -226,3 +303,45 @@ def test_a_key_typed_on_the_command_line_is_refused_and_masked_in_hydra_files(tm
     assert any(p.name == "overrides.yaml" for p in files)
     assert [p for p in files if literal.encode() in p.read_bytes()] == []
     assert "api_key: '***'" in (run_dir / "config.yaml").read_text()
+
+
+def test_a_key_pasted_into_api_key_env_is_refused_in_one_line_and_written_nowhere(tmp_path):
+    pasted = "sk-proj-PASTEDpasted0123456789"
+    run_dir = tmp_path / "run"
+    res = subprocess.run([sys.executable, "main.py", "llm=openai", f"llm.api_key_env={pasted}",
+                          f"hydra.run.dir={run_dir}"], cwd=ROOT, capture_output=True, text=True,
+                         env={**os.environ, "PYTHONPATH": str(ROOT)}, timeout=120)
+    line = [x for x in res.stderr.splitlines() if "cannot run" in x]
+    assert res.returncode == 1 and len(line) == 1 and "llm.api_key_env must be the name of an environment" in line[0]
+    assert pasted not in res.stderr + res.stdout and "PASTED" not in res.stderr
+    files = [p for p in run_dir.rglob("*") if p.is_file()]
+    assert any(p.name == "overrides.yaml" for p in files)
+    assert [p for p in files if b"PASTEDpasted" in p.read_bytes()] == []
+    assert "api_key_env: '***'" in (run_dir / "config.yaml").read_text()
+
+
+def test_a_sweep_masks_typed_keys_in_its_multirun_yaml_too(tmp_path):
+    literal, pasted = "typed0123456789literal", "sk-proj-PASTEDpasted0123456789"
+    sweep = tmp_path / "sweep"
+    res = subprocess.run([sys.executable, "main.py", "-m", "llm=openai", f"+llm.client.api_key={literal}",
+                          f"llm.api_key_env={pasted}", f"hydra.sweep.dir={sweep}"], cwd=ROOT, capture_output=True,
+                         text=True, env={**os.environ, "PYTHONPATH": str(ROOT)}, timeout=120)
+    assert res.returncode == 1 and "llm.client.api_key holds a literal secret" in res.stderr
+    files = [p for p in sweep.rglob("*") if p.is_file()]
+    assert (sweep / "multirun.yaml") in files and any(p.name == "overrides.yaml" for p in files)
+    assert [p for p in files if literal.encode() in p.read_bytes() or b"PASTEDpasted" in p.read_bytes()] == []
+
+
+def test_a_replay_with_the_same_cap_stops_where_the_capped_run_would(recorded, tmp_path):
+    # Caps count replayed calls as made, so replaying with a cap crossed during trial 2 stops after
+    # trial 2, as the run that recorded the cache would have; what was spent is still $0 and 0 tokens.
+    per_trial = json.loads((recorded["run"] / "usage.json").read_text())["per_trial"]
+    cap = per_trial["1"]["total"]["tokens"] + per_trial["2"]["total"]["tokens"] - 1
+    res = main(tmp_path / "replay", "trials=3", f"llm.cache={recorded['cache']}", "llm.cache_mode=replay",
+               f"budget.max_tokens={cap}", port=recorded["port"], key=None)
+    assert res.returncode == 0, res.stderr[-3000:]
+    assert "budget.max_tokens reached" in res.stderr and "stopped after trial 2" in res.stderr
+    assert history(tmp_path / "replay") == history(recorded["run"])[:3]
+    usage = json.loads((tmp_path / "replay" / "usage.json").read_text())
+    assert set(usage["per_trial"]) == {"1", "2"} and usage["total"]["spent_tokens"] == 0
+    assert usage["total"]["usd"] == 0 and usage["total"]["tokens"] > cap

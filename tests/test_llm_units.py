@@ -15,6 +15,7 @@ from agents.offline_client import OfflineDesignerClient
 from conftest import ROOT
 
 PROVIDERS = ["offline", "openai", "openai_compatible", "azure_openai", "anthropic", "ollama"]
+AZURE_ENDPOINT = {"azure_openai": ["llm.endpoint=https://res.openai.azure.com"]}  # it has no default
 
 
 def config(*overrides: str):
@@ -40,6 +41,7 @@ def test_ledger_prices_calls_per_role_and_trial_and_skips_replays():
     ledger.record("Modifier", "other-model", 10, 10)  # no price: counted, at $0
     t = ledger.totals()
     assert t["usd"] == pytest.approx(2.0 + 4.0)
+    assert t["list_usd"] == pytest.approx(2.0 + 4.0 + 1000 * 2.0 / 1e6)  # the replay at list price
     assert t["tokens"] == 1_500_000 + 1000 + 20 and t["spent_tokens"] == 1_500_000 + 20
     assert ledger.totals("1")["calls"] == 2 and ledger.totals("1")["cached_calls"] == 1
     assert ledger.by("role")["Modifier"]["tokens"] == 1020
@@ -138,14 +140,14 @@ def test_literal_keys_are_found_masked_in_dumps_and_refused(monkeypatch):
 def test_a_missing_key_names_its_variable(provider, var, monkeypatch):
     monkeypatch.delenv(var, raising=False)
     with pytest.raises(RunSetupError, match=f"environment variable {var} is not set"):
-        make_clients(config(f"llm={provider}"), check=False)
+        make_clients(config(f"llm={provider}", *AZURE_ENDPOINT.get(provider, [])), check=False)
 
 
 @pytest.mark.parametrize("provider", PROVIDERS)
 def test_every_provider_builds_its_autogen_client(provider, monkeypatch):
     for var in ("OPENAI_API_KEY", "AZURE_OPENAI_API_KEY", "ANTHROPIC_API_KEY"):
         monkeypatch.setenv(var, "test-key-value")
-    extra = ["llm.model=test-model"] if provider == "openai_compatible" else []
+    extra = ["llm.model=test-model"] if provider == "openai_compatible" else AZURE_ENDPOINT.get(provider, [])
     clients = make_clients(config(f"llm={provider}", *extra), check=False)
     inner = clients.clients["Proposer"].inner
     expected = {"offline": "OfflineDesignerClient", "openai": "OpenAIChatCompletionClient",
@@ -237,8 +239,15 @@ def test_bad_settings_are_one_line_errors(monkeypatch):
     with pytest.raises(RunSetupError, match=r"Price input: Input should be greater than or equal to 0"):
         make_clients(config("+llm.prices.x={input:-1,output:1}"), check=False)
     monkeypatch.setenv("OPENAI_API_KEY", "test-key-value")
-    with pytest.raises(RunSetupError, match="model_info is required"):
+    with pytest.raises(RunSetupError) as err:
         make_clients(config("llm=openai", "llm.model=brand-new-model"), check=False)
+    hint = "+llm.client.model_info={vision:false,function_calling:true,json_output:true,family:unknown,"
+    assert "model_info is required" in str(err.value) and hint in str(err.value)
+    # The hint, given as it says, is enough.
+    given = str(err.value).split("give its capabilities with ", 1)[1]
+    ok = make_clients(config("llm=openai", "llm.model=brand-new-model", given), check=False)
+    assert ok.clients["Proposer"].model_info["family"] == "unknown"
+    asyncio.run(ok.close())
 
 
 def test_hyphenated_secret_names_are_masked_and_refused():
@@ -262,3 +271,187 @@ def test_log_records_with_tracebacks_are_redacted():
     assert _RedactingFilter(Redactor(["secret-value-123"])).filter(record)
     text = logging.Formatter().format(record)
     assert "secret-value-123" not in text and "failed with ***" in text and "bad key ***" in text
+
+
+# ---------------------------------------------------------------------------------------- keys and secrets
+def test_a_key_pasted_with_a_newline_is_stripped_and_one_with_inner_whitespace_is_refused(monkeypatch):
+    monkeypatch.setenv("OPENAI_API_KEY", "  pasted-key-0123456789\r\n")
+    cs = make_clients(config("llm=openai"), check=False)
+    assert cs.clients["Proposer"].inner._client.api_key == "pasted-key-0123456789"
+    assert cs.redact("x pasted-key-0123456789 y") == "x *** y"
+    asyncio.run(cs.close())
+    for bad in ("pasted-key\n0123456789", "pasted key 0123456789", "pasted-key\x1b0123456789"):
+        monkeypatch.setenv("OPENAI_API_KEY", bad)
+        with pytest.raises(RunSetupError) as err:
+            make_clients(config("llm=openai"), check=False)
+        line = str(err.value)
+        assert "OPENAI_API_KEY" in line and "whitespace or control characters" in line and "\n" not in line
+        assert "0123456789" not in line  # never the key itself
+    monkeypatch.setenv("OPENAI_API_KEY", " \n")  # only whitespace: as good as unset
+    with pytest.raises(RunSetupError, match="environment variable OPENAI_API_KEY is not set"):
+        make_clients(config("llm=openai"), check=False)
+
+
+def test_the_key_check_turns_any_failure_into_a_redacted_warning():
+    from agents.llm.providers import check_key
+
+    # A key that read_key would have refused: the HTTP library raises ValueError on its header.
+    llm = config("llm=openai_compatible", "llm.model=m", "llm.base_url=http://127.0.0.1:9/v1").llm
+    warning = check_key(llm, "secret-value-123\n", "", redact=Redactor(["secret-value-123"]))
+    assert warning.startswith("cannot check the key at http://127.0.0.1:9/v1/models (ValueError")
+    assert "secret-value-123" not in warning and "***" in warning
+
+
+def test_a_key_pasted_into_api_key_env_is_refused_without_echo_and_masked(monkeypatch):
+    pasted = "sk-proj-pasted0123456789abcdef"
+    cfg = config("llm=openai", f"llm.api_key_env={pasted}")
+    with pytest.raises(RunSetupError) as err:
+        make_clients(cfg, check=False)
+    assert str(err.value).startswith("llm.api_key_env must be the name of an environment variable")
+    assert pasted not in str(err.value) and "pasted0123" not in str(err.value)
+    assert pasted not in masked_yaml(cfg) and "api_key_env: '***'" in masked_yaml(cfg)
+    from agents.llm.secrets import config_secrets
+
+    assert pasted in config_secrets(cfg)  # what main.py scrubs from Hydra's files
+    # The same for a role's own variable, and a proper name is left alone.
+    with pytest.raises(RunSetupError, match=r"agents.proposer.llm.api_key_env must be the name"):
+        make_clients(config("llm=openai", "agents.proposer.llm={api_key_env:'not a name'}"), check=False)
+    assert config_secrets(config("llm=openai", "llm.api_key_env=MY_KEY_2")) == []
+
+
+def test_secrets_from_the_environment_stay_out_of_cache_settings_and_are_redacted(monkeypatch):
+    monkeypatch.setenv("OPENAI_API_KEY", "test-key-value")
+    monkeypatch.setenv("GW_KEY", "gw-secret-0123456789")
+    cs = make_clients(config("llm=openai", "+llm.client.default_query={api-key:'${oc.env:GW_KEY}',region:eu}",
+                             "+llm.client.default_headers={X-Auth-Token:'${oc.env:GW_KEY}'}"), check=False)
+    settings = cs.clients["Proposer"]._settings
+    assert "gw-secret" not in json.dumps(settings) and settings["client"]["default_query"] == {"region": "eu"}
+    assert cs.redact("echo gw-secret-0123456789") == "echo ***"
+    asyncio.run(cs.close())
+
+
+# ---------------------------------------------------------------------------------------- per-role models
+def test_a_role_may_name_a_provider_and_change_its_fields(monkeypatch):
+    monkeypatch.setenv("OPENAI_API_KEY", "openai-key-value")
+    monkeypatch.setenv("ANTHROPIC_API_KEY", "anthropic-key-value")
+    monkeypatch.delenv("OPENAI_COMPATIBLE_API_KEY", raising=False)
+    cs = make_clients(config("llm=openai", "llm.retry.attempts=3", "agents.proposer.llm={provider:anthropic}",
+                             "agents.reflector.llm={provider:openai_compatible,model:local-m,"
+                             "base_url:'http://127.0.0.1:9/v1'}"), check=False)
+    proposer, reflector, modifier = (cs.clients[r] for r in ("Proposer", "Reflector", "Modifier"))
+    assert type(proposer.inner).__name__ == "AnthropicChatCompletionClient"
+    assert proposer.model == "claude-sonnet-4-20250514" and proposer._retry.attempts == 3  # shared settings kept
+    # Another server gets that provider's key variable (unset: no key), never the run's OpenAI key.
+    assert reflector.model == "local-m" and str(reflector.inner._client.base_url) == "http://127.0.0.1:9/v1/"
+    assert reflector.inner._client.api_key == "not-needed"
+    assert modifier.inner._client.api_key == "openai-key-value"
+    asyncio.run(cs.close())
+
+
+def test_role_override_errors_name_the_role_key(monkeypatch):
+    monkeypatch.setenv("OPENAI_API_KEY", "openai-key-value")
+    with pytest.raises(RunSetupError, match=r"^agents.proposer.llm.model must be set for openai_compatible \(e.g. "
+                                            r"agents.proposer.llm=\{provider:openai_compatible,model:NAME\}\)"):
+        make_clients(config("llm=openai", "agents.proposer.llm=openai_compatible"), check=False)
+    with pytest.raises(RunSetupError, match=r"^agents.modifier.llm.provider=gpt5: no such provider; valid: anthropic"):
+        make_clients(config("llm=openai", "agents.modifier.llm={provider:gpt5,model:x}"), check=False)
+    monkeypatch.delenv("ANTHROPIC_API_KEY", raising=False)
+    with pytest.raises(RunSetupError, match=r"environment variable ANTHROPIC_API_KEY is not set: llm=anthropic "
+                                            r"\(for the Reader\)"):
+        make_clients(config("llm=openai", "agents.reader.llm={provider:anthropic}"), check=False)
+    with pytest.raises(RunSetupError, match=r"\+agents.modifier.llm.client.model_info=\{vision:false"):
+        make_clients(config("llm=openai", "agents.modifier.llm={model:gpt-9}"), check=False)
+
+
+# ---------------------------------------------------------------------------------------- addresses
+def test_addresses_must_be_urls_and_azure_needs_its_endpoint(monkeypatch):
+    monkeypatch.setenv("AZURE_OPENAI_API_KEY", "azure-key-value")
+    monkeypatch.delenv("AZURE_OPENAI_ENDPOINT", raising=False)
+    with pytest.raises(RunSetupError, match=r"^llm.endpoint must be set for llm=azure_openai \(e.g. "
+                                            r"llm.endpoint=https://RESOURCE.openai.azure.com\)$"):
+        make_clients(config("llm=azure_openai"), check=False)
+    monkeypatch.setenv("AZURE_OPENAI_ENDPOINT", "https://res.openai.azure.com")
+    asyncio.run(make_clients(config("llm=azure_openai"), check=False).close())
+    for url in ("127.0.0.1:8000/v1", "ftp://host/v1", "http:///v1"):
+        with pytest.raises(RunSetupError, match=r"^llm.base_url=.* is not an http:// or https:// URL with a host"):
+            make_clients(config("llm=openai_compatible", "llm.model=m", f"llm.base_url={url}"), check=False)
+
+
+def test_a_host_that_does_not_resolve_is_a_setup_error_but_a_refused_connection_a_warning(monkeypatch):
+    import socket
+
+    # The resolver's answers are given here, so that the test sends no DNS query and means the same
+    # on every machine: "no such name" for .invalid hosts, "try again" for .flaky ones.
+    real = socket.getaddrinfo
+
+    def resolve(host, *args, **kwargs):
+        if str(host).endswith(".invalid"):
+            raise socket.gaierror(socket.EAI_NONAME, "Name or service not known")
+        if str(host).endswith(".flaky"):
+            raise socket.gaierror(socket.EAI_AGAIN, "Temporary failure in name resolution")
+        return real(host, *args, **kwargs)
+
+    monkeypatch.setattr(socket, "getaddrinfo", resolve)
+    flaky = make_clients(config("llm=openai_compatible", "llm.model=m", "llm.base_url=http://model.flaky/v1"))
+    assert any(w.startswith("cannot reach http://model.flaky/v1/models") for w in flaky.warnings)
+    asyncio.run(flaky.close())
+    with pytest.raises(RunSetupError, match=r"^cannot resolve the host no-such-host.invalid of llm.base_url"):
+        make_clients(config("llm=openai_compatible", "llm.model=m", "llm.base_url=http://no-such-host.invalid/v1"))
+    with pytest.raises(RunSetupError, match=r"; to run from llm.cache alone, use llm.cache_mode=replay$"):
+        make_clients(config("llm=openai_compatible", "llm.model=m", "llm.base_url=http://no-such-host.invalid/v1",
+                            "llm.cache=/tmp/unused-cache"))
+    cs = make_clients(config("llm=openai_compatible", "llm.model=m", "llm.base_url=http://127.0.0.1:9/v1"))
+    assert any(w.startswith("cannot reach http://127.0.0.1:9/v1/models") for w in cs.warnings)
+    asyncio.run(cs.close())
+
+
+# ---------------------------------------------------------------------------------------- prices and caps
+def test_unpriced_models_are_named_in_a_warning_and_the_offline_designer_is_free(monkeypatch):
+    monkeypatch.setenv("OPENAI_API_KEY", "test-key-value")
+    cs = make_clients(config("llm=openai", "llm.model=gpt-4o-2024-11-20", f"+llm.client.model_info={MODEL_INFO}"),
+                      check=False)
+    assert ("no price for model(s) gpt-4o-2024-11-20: their calls count as $0; add "
+            "+llm.prices.gpt-4o-2024-11-20={input:USD_per_1M,output:USD_per_1M}") in cs.warnings
+    asyncio.run(cs.close())
+    priced = make_clients(config("llm=openai", "llm.model=gpt-4o-2024-11-20", f"+llm.client.model_info={MODEL_INFO}",
+                                 "+llm.prices.gpt-4o-2024-11-20={input:2.5,output:10}"), check=False)
+    assert priced.warnings == []
+    asyncio.run(priced.close())
+    # A model name given to the offline designer changes nothing it costs: it is not a paid model.
+    offline = make_clients(config("agents.modifier.llm={model:gpt-4o}", "budget.max_usd=1"), check=False)
+    assert offline.warnings == [] and offline.clients["Modifier"].model == "gpt-4o"
+    asyncio.run(offline.clients["Modifier"].create(proposer_messages()))
+    assert offline.ledger.totals()["tokens"] > 0 and offline.ledger.totals()["list_usd"] == 0.0
+
+
+def test_caps_count_replayed_calls_so_a_replay_stops_where_the_recording_did(tmp_path):
+    prices = {"m": {"input": 1000.0, "output": 1000.0}}
+
+    async def calls(mode: str, caps: Caps) -> UsageLedger:
+        ledger = UsageLedger(prices, caps)
+        client = ManagedClient(OfflineDesignerClient(), role="Proposer", model="m", ledger=ledger,
+                               cache=ReplayCache(tmp_path, mode))
+        for trial in (1, 2, 3):
+            ledger.trial = str(trial)
+            await client.create(proposer_messages(trial))
+        return ledger
+
+    recorded = asyncio.run(calls("readwrite", Caps()))
+    per_call = [c.prompt_tokens + c.completion_tokens for c in recorded.calls]
+    cap_tokens, cap_usd = per_call[0] + per_call[1] - 1, recorded.calls[0].usd + recorded.calls[1].usd * 0.5
+    for caps, name in ((Caps(max_tokens=cap_tokens), "budget.max_tokens"), (Caps(max_usd=cap_usd), "budget.max_usd")):
+        replayed = asyncio.run(calls("replay", caps))
+        assert replayed.totals()["cached_calls"] == 3
+        spent = UsageLedger(prices, caps)
+        for c in replayed.calls[:1]:  # after trial 1 no cap is reached, replayed or not
+            spent.calls.append(c)
+        assert spent.exceeded() is None
+        spent.calls.append(replayed.calls[1])  # after trial 2, as in the recorded run
+        assert spent.exceeded().startswith(f"{name} reached") and "replayed calls included" in spent.exceeded()
+        # What was actually spent is still told apart.
+        t = replayed.totals()
+        assert t["spent_tokens"] == 0 and t["usd"] == 0.0 and t["list_usd"] == pytest.approx(recorded.totals()["usd"])
+        assert "at list price with the replayed calls" in replayed.summary_lines()[0]
+
+
+MODEL_INFO = "{vision:false,function_calling:true,json_output:true,family:unknown,structured_output:false}"

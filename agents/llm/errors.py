@@ -16,7 +16,7 @@ _NETWORK_NAMES = ("APIConnectionError", "APITimeoutError", "ConnectError", "Read
 
 class ModelCallError(RuntimeError):
     """A model call failed for good: a permanent error, or a transient one that outlived its retries.
-    The message is one redacted line."""
+    The message is one line, redacted where it is made (with_retries, ManagedClient): callers print it."""
 
     def __init__(self, message: str, status: int | None = None, attempts: int = 1):
         super().__init__(message)

@@ -18,7 +18,9 @@ class Price(BaseModel):
 
 
 class Caps(BaseModel):
-    """Run limits; None = no limit. Checked between trials: the trial in progress finishes."""
+    """Run limits; None = no limit. Checked between trials: the trial in progress finishes.
+    Replayed calls count as if they had been made (their tokens, their dollars at list price), so
+    that replaying a run with the same config stops where the recorded run stopped."""
 
     max_usd: float | None = Field(None, gt=0)
     max_tokens: int | None = Field(None, gt=0)
@@ -32,7 +34,8 @@ class Call(BaseModel):
     model: str
     prompt_tokens: int
     completion_tokens: int
-    usd: float
+    usd: float                    # what the call cost: 0 when replayed
+    list_usd: float | None = None  # what it costs at list price, replayed or not (None: usd, older ledgers)
     cached: bool = False
     attempts: int = 1
     seconds: float = 0.0
@@ -42,7 +45,7 @@ class Call(BaseModel):
 
 def _zero() -> dict:
     return {"calls": 0, "cached_calls": 0, "failed_calls": 0, "prompt_tokens": 0, "completion_tokens": 0, "tokens": 0,
-            "spent_tokens": 0, "usd": 0.0, "retries": 0}
+            "spent_tokens": 0, "usd": 0.0, "list_usd": 0.0, "retries": 0}
 
 
 def _add(agg: dict, c: Call) -> None:
@@ -54,12 +57,14 @@ def _add(agg: dict, c: Call) -> None:
     agg["tokens"] += c.prompt_tokens + c.completion_tokens
     agg["spent_tokens"] += 0 if c.cached else c.prompt_tokens + c.completion_tokens
     agg["usd"] = round(agg["usd"] + c.usd, 8)
+    agg["list_usd"] = round(agg["list_usd"] + (c.usd if c.list_usd is None else c.list_usd), 8)
     agg["retries"] += max(0, c.attempts - 1)
 
 
 class UsageLedger:
-    """`tokens` counts every call (replayed ones too, so figures compare across runs); `spent_tokens`
-    and `usd` count only calls that reached a model, and are what the caps limit."""
+    """`tokens` and `list_usd` count every call (replayed ones too, at list price): they are what the
+    caps limit, so a replay takes the recorded run's path. `spent_tokens` and `usd` count only calls
+    that reached a model: what the run actually spent."""
 
     def __init__(self, prices: Mapping[str, Price | dict] | None = None, caps: Caps | None = None,
                  redact=lambda s: s):
@@ -78,11 +83,14 @@ class UsageLedger:
         return self.prices.get(model, Price())
 
     def record(self, role: str, model: str, prompt_tokens: int, completion_tokens: int, *, cached: bool = False,
-               attempts: int = 1, seconds: float = 0.0, errors: list[str] | None = None, failed: bool = False) -> Call:
-        p = self.price(model)
-        usd = 0.0 if cached else (prompt_tokens * p.input + completion_tokens * p.output) / 1e6
+               attempts: int = 1, seconds: float = 0.0, errors: list[str] | None = None, failed: bool = False,
+               free: bool = False) -> Call:
+        """`free`: a client that costs nothing whatever its model is called (the offline designer)."""
+        p = Price() if free else self.price(model)
+        list_usd = round((prompt_tokens * p.input + completion_tokens * p.output) / 1e6, 8)
         call = Call(time=_now(), trial=self.trial, role=role, model=model, prompt_tokens=prompt_tokens,
-                    completion_tokens=completion_tokens, usd=round(usd, 8), cached=cached, attempts=attempts,
+                    completion_tokens=completion_tokens, usd=0.0 if cached else list_usd, list_usd=list_usd,
+                    cached=cached, attempts=attempts,
                     seconds=round(seconds, 3), errors=[self._redact(e) for e in errors or []], failed=failed)
         self.calls.append(call)
         return call
@@ -114,12 +122,13 @@ class UsageLedger:
         return self._elapsed_before + time.monotonic() - self._started
 
     def exceeded(self) -> str | None:
-        """The first cap reached, named as in the config, or None."""
+        """The first cap reached, named as in the config, or None. Replayed calls count as made."""
         t = self.totals()
-        if self.caps.max_tokens is not None and t["spent_tokens"] >= self.caps.max_tokens:
-            return f"budget.max_tokens reached: {t['spent_tokens']:,} tokens used, cap {self.caps.max_tokens:,}"
-        if self.caps.max_usd is not None and t["usd"] >= self.caps.max_usd:
-            return f"budget.max_usd reached: ${t['usd']:.4f} spent, cap ${self.caps.max_usd:g}"
+        replayed = " (replayed calls included)" if t["cached_calls"] else ""
+        if self.caps.max_tokens is not None and t["tokens"] >= self.caps.max_tokens:
+            return f"budget.max_tokens reached: {t['tokens']:,} tokens used{replayed}, cap {self.caps.max_tokens:,}"
+        if self.caps.max_usd is not None and t["list_usd"] >= self.caps.max_usd:
+            return f"budget.max_usd reached: ${t['list_usd']:.4f} spent{replayed}, cap ${self.caps.max_usd:g}"
         hours = self.elapsed_s() / 3600
         if self.caps.max_hours is not None and hours >= self.caps.max_hours:
             return f"budget.max_hours reached: {hours:.2f} h elapsed, cap {self.caps.max_hours:g} h"
@@ -164,8 +173,10 @@ class UsageLedger:
         cached = f", {t['cached_calls']} replayed from cache" if t["cached_calls"] else ""
         cached += f", {t['failed_calls']} failed" if t["failed_calls"] else ""
         retries = f", {t['retries']} retries" if t["retries"] else ""
+        listed = (f" (${t['list_usd']:.4f} at list price with the replayed calls, as the caps count it)"
+                  if t["list_usd"] != t["usd"] else "")
         lines = [f"model usage: {t['calls']} calls{cached}{retries}; {t['prompt_tokens']:,} prompt + "
-                 f"{t['completion_tokens']:,} completion tokens; ${t['usd']:.4f}"]
+                 f"{t['completion_tokens']:,} completion tokens; ${t['usd']:.4f}{listed}"]
         for role, r in sorted(self.by("role").items()):
             lines.append(f"  {role}: {r['calls']} calls, {r['tokens']:,} tokens, ${r['usd']:.4f}")
         return lines

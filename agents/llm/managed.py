@@ -2,10 +2,9 @@
 cache, retries and the usage ledger, one instance per role so that usage is charged to the role."""
 from __future__ import annotations
 
-import asyncio
 import logging
 import time
-from typing import Any, AsyncGenerator, Literal, Mapping, Optional, Sequence
+from typing import Any, AsyncGenerator, Callable, Literal, Mapping, Optional, Sequence
 
 from autogen_core import CancellationToken
 from autogen_core.models import ChatCompletionClient, CreateResult, LLMMessage, ModelInfo, RequestUsage
@@ -23,9 +22,12 @@ log = logging.getLogger("nader.llm")
 class ManagedClient(ChatCompletionClient):
     def __init__(self, inner: ChatCompletionClient, *, role: str, model: str, ledger: UsageLedger,
                  retry: RetryPolicy | None = None, cache: ReplayCache | None = None, timeout_s: float | None = None,
-                 settings: Mapping[str, Any] | None = None):
+                 settings: Mapping[str, Any] | None = None, free: bool = False,
+                 redact: Callable[[str], str] = lambda s: s):
         """`settings`: the client's answer-deciding configuration (no keys, no endpoints), part of
-        every cache key so that a cache shared by runs of other seeds or models never mixes them."""
+        every cache key so that a cache shared by runs of other seeds or models never mixes them.
+        `free`: calls cost nothing whatever the model is called (the offline designer). `redact`:
+        applied to every error this client raises, since callers print them."""
         self.inner = inner
         self.role = role
         self.model = model
@@ -34,6 +36,8 @@ class ManagedClient(ChatCompletionClient):
         self._cache = cache
         self._timeout_s = timeout_s  # some SDKs (ollama) have no request timeout of their own
         self._settings = dict(settings or {})
+        self._free = free
+        self._redact = redact
         self._last = RequestUsage(prompt_tokens=0, completion_tokens=0)
         self._total = RequestUsage(prompt_tokens=0, completion_tokens=0)
 
@@ -52,9 +56,9 @@ class ManagedClient(ChatCompletionClient):
             if self._cache.mode == "replay":
                 if isinstance(hit, RecordedFailure):  # recorded as failed: fail the same way
                     self._ledger.event(self.role, f"replayed failure: {hit.message}")
-                    raise ModelCallError(hit.message, status=hit.status, attempts=hit.attempts)
-                message = (f"{self.role}: request {key[:12]} is not in the replay cache {self._cache.dir} "
-                           f"(llm.cache_mode=replay forbids calling the model)")
+                    raise ModelCallError(self._redact(hit.message), status=hit.status, attempts=hit.attempts)
+                message = self._redact(f"{self.role}: request {key[:12]} is not in the replay cache "
+                                       f"{self._cache.dir} (llm.cache_mode=replay forbids calling the model)")
                 log.error(message)
                 self._ledger.event(self.role, message)
                 raise ModelCallError(message)
@@ -66,17 +70,15 @@ class ManagedClient(ChatCompletionClient):
         start = time.monotonic()
         try:
             result, attempts, errors = await with_retries(
-                lambda: asyncio.wait_for(self.inner.create(messages, tools=tools, tool_choice=tool_choice,
-                                                           json_output=json_output,
-                                                           extra_create_args=extra_create_args,
-                                                           cancellation_token=cancellation_token),
-                                         self._timeout_s),
-                self._retry, label=f"{self.role} ({self.model})", on_retry=on_retry)
+                lambda: self.inner.create(messages, tools=tools, tool_choice=tool_choice, json_output=json_output,
+                                          extra_create_args=extra_create_args, cancellation_token=cancellation_token),
+                self._retry, label=f"{self.role} ({self.model})", on_retry=on_retry, timeout_s=self._timeout_s,
+                redact=self._redact)
         except ModelCallError as exc:
             log.error(str(exc))
             self._ledger.event(self.role, str(exc))
             self._ledger.record(self.role, self.model, 0, 0, attempts=exc.attempts,
-                                seconds=time.monotonic() - start, errors=[str(exc)], failed=True)
+                                seconds=time.monotonic() - start, errors=[str(exc)], failed=True, free=self._free)
             if self._cache is not None:
                 self._cache.put(key, record, RecordedFailure(message=str(exc), status=exc.status,
                                                              attempts=exc.attempts))
@@ -89,7 +91,7 @@ class ManagedClient(ChatCompletionClient):
                  errors: list[str] | None = None) -> CreateResult:
         u = result.usage
         self._ledger.record(self.role, self.model, u.prompt_tokens, u.completion_tokens, cached=cached,
-                            attempts=attempts, seconds=seconds, errors=errors)
+                            attempts=attempts, seconds=seconds, errors=errors, free=self._free)
         self._last = u
         self._total = RequestUsage(prompt_tokens=self._total.prompt_tokens + u.prompt_tokens,
                                    completion_tokens=self._total.completion_tokens + u.completion_tokens)
