@@ -163,7 +163,7 @@ def chunk_task(chunk: Chunk, max_per_chunk: int) -> str:
             f"<<<EXCERPT\n{_quoted(chunk.text)}\nEXCERPT>>>")
 
 
-def read_key(chunk: Chunk, model: str) -> str:
+def chunk_key(chunk: Chunk, model: str) -> str:
     """What makes a chunk 'already read': the same text of the same paper, by the same model."""
     return hashlib.sha256(f"{model}\n{chunk.title}\n{chunk.text}".encode()).hexdigest()
 
@@ -301,7 +301,7 @@ async def _read_paper(paper: Paper, client, knowledge: KnowledgeStore, log_dir: 
     if paper.truncated:
         log.warning("Reader truncated %s: %s", paper.file, paper.truncated)
     for i, chunk in enumerate(parts, 1):
-        key = read_key(chunk, model)
+        key = chunk_key(chunk, model)
         if knowledge.was_read(key):
             rep.already_read += 1
             continue
