@@ -17,9 +17,9 @@ from pydantic import BaseModel, Field
 
 from tools.base import ToolResult, TypedTool
 from tools.memory import Inspiration, KnowledgeStore
-from tools.papers import Chunk, Paper, Segment, Skipped, chunks, load_papers
+from .papers import Chunk, Paper, Segment, Skipped, chunks, load_papers
 
-from .concepts import addresses_agent
+from .offline.concepts import addresses_agent
 from .llm.errors import server_message
 from .team import reader_team
 from .transcript import Transcript

@@ -15,7 +15,7 @@ before training finished).
   saved tree loads back equal to the one in memory.
 - Nodes are immutable; `ModificationTree.update` replaces one (e.g. pending → trained) and keeps
   the duplicate index right.
-- `save` writes atomically (temp file in the same directory, fsync, `os.replace`); `load` checks
+- `save` writes atomically (graphs.atomic); `load` checks
   the schema and version and the tree's structure, raising `TreeFileError` and never touching the
   file.
 """
@@ -23,14 +23,13 @@ from __future__ import annotations
 
 import json
 import math
-import os
-import tempfile
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, Iterator, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
+from .atomic import atomic_write
 from .errors import BlockError
 from .hashing import canonical_hash, is_isomorphic
 from .ir import Block, parse_block, print_block
@@ -527,35 +526,9 @@ class ModificationTree:
         return json.dumps(doc, indent=1, ensure_ascii=False, allow_nan=False)
 
     def save(self, path: str | Path) -> Path:
-        """Write the whole tree atomically: a temp file in the same directory, fsync, os.replace.
-        A crash at any point leaves either the old file or the new one, never half of one."""
-        path = Path(path)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        data = self.to_json().encode("utf-8")
-        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-        try:
-            with os.fdopen(fd, "wb") as f:
-                f.write(data)
-                f.flush()
-                os.fsync(f.fileno())
-            os.replace(tmp, path)
-        except BaseException:
-            try:
-                os.unlink(tmp)
-            except OSError:
-                pass
-            raise
-        try:  # make the rename itself durable (best effort; not every platform allows it)
-            dfd = os.open(path.parent, os.O_RDONLY)
-        except OSError:
-            return path
-        try:
-            os.fsync(dfd)
-        except OSError:
-            pass
-        finally:
-            os.close(dfd)
-        return path
+        """Write the whole tree atomically (graphs.atomic): a crash at any point leaves either the
+        old file or the new one, never half of one."""
+        return atomic_write(path, self.to_json())
 
     @classmethod
     def from_json(cls, text: str | bytes, path: str | Path = "<tree>") -> "ModificationTree":

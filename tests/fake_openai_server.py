@@ -29,7 +29,7 @@ from autogen_core import FunctionCall
 from autogen_core.models import (AssistantMessage, FunctionExecutionResult, FunctionExecutionResultMessage,
                                  SystemMessage, UserMessage)
 
-from agents.offline_client import OfflineDesignerClient
+from agents.offline.client import OfflineDesignerClient
 
 Fault = Any  # "429" | ("429", seconds) | "500" | "drop" | "malformed" | None
 

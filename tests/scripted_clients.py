@@ -6,7 +6,7 @@ import json
 
 from autogen_core.models import UserMessage
 
-from agents.offline_client import OfflineDesignerClient, _from, _tool_results, _turn
+from agents.offline.client import OfflineDesignerClient, _from, _tool_results, _turn
 
 # Edits on the ResNet basic block (node 8 is the last ReLU, node 1 the output).
 ONE_INPUT_ADD = [{"kind": "insert_on_edge", "src": 8, "dst": 1, "op": "Add", "id": 20}]

@@ -3,7 +3,7 @@ import asyncio
 import json
 
 from agents.factory import DEFAULT_ROOTS
-from agents.offline_client import OfflineDesignerClient
+from agents.offline.client import OfflineDesignerClient
 from agents.team import RoleTools, design_team
 from agents.tokens import count_tokens
 from agents.transcript import Transcript

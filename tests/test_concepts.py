@@ -1,10 +1,10 @@
-"""The offline Reader's concept vocabulary (agents/concepts.py): paper text is data."""
+"""The offline Reader's concept vocabulary (agents/offline/concepts.py): paper text is data."""
 from __future__ import annotations
 
 import json
 from pathlib import Path
 
-from agents.concepts import CONCEPTS, MAX_IDEA_CHARS, find_ideas, tags_of
+from agents.offline.concepts import CONCEPTS, MAX_IDEA_CHARS, find_ideas, tags_of
 from tools.memory.records import DESIGN_TAGS
 
 PARAGRAPH = (

@@ -21,7 +21,7 @@ from autogen_ext.models.openai import OpenAIChatCompletionClient
 from fake_openai_server import FakeOpenAIServer, to_autogen
 
 from agents.factory import DEFAULT_ROOTS
-from agents.offline_client import OfflineDesignerClient
+from agents.offline.client import OfflineDesignerClient
 from tools.memory_tools import knowledge_tool
 
 MODEL_INFO = {"vision": False, "function_calling": True, "json_output": True, "family": "unknown",

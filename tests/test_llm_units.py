@@ -11,7 +11,7 @@ from agents.factory import RunSetupError, make_clients
 from agents.llm import Caps, ManagedClient, ModelCallError, Redactor, ReplayCache, RetryPolicy, UsageLedger
 from agents.llm.cache import request_key, request_record
 from agents.llm.secrets import literal_secrets, masked_yaml
-from agents.offline_client import OfflineDesignerClient
+from agents.offline.client import OfflineDesignerClient
 from conftest import ROOT
 
 PROVIDERS = ["offline", "openai", "openai_compatible", "azure_openai", "anthropic", "ollama"]

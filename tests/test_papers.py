@@ -1,4 +1,4 @@
-"""Paper loading, sections and chunks (tools/papers.py), on PDFs built with fpdf2 in tmp_path."""
+"""Paper loading, sections and chunks (agents/papers.py), on PDFs built with fpdf2 in tmp_path."""
 from __future__ import annotations
 
 import logging
@@ -7,7 +7,7 @@ import random
 import pytest
 from fpdf import FPDF
 
-from tools.papers import (Paper, chunks, load_paper, load_papers, parse_segments, render_segments, sections,
+from agents.papers import (Paper, chunks, load_paper, load_papers, parse_segments, render_segments, sections,
                           split_sentences)
 
 TITLE = "Channel Recalibration for Compact CNNs"

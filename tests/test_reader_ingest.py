@@ -15,7 +15,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 import pytest
 from autogen_core import FunctionCall
 
-from agents.offline_client import OfflineDesignerClient, _tool_results, _turn
+from agents.offline.client import OfflineDesignerClient, _tool_results, _turn
 from agents.reader import IngestReport, ReaderError, ReaderSettings, ingest
 from agents.team import reader_team
 from agents.tokens import count_tokens

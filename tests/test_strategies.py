@@ -6,8 +6,8 @@ from collections import Counter
 
 import pytest
 
-from agents.repair import repair
-from agents.strategies import (FAULT_KINDS, STRATEGIES, TAGS, NotApplicable, Plan, applicable, choose,
+from agents.offline.repair import repair
+from agents.offline.strategies import (FAULT_KINDS, STRATEGIES, TAGS, NotApplicable, Plan, applicable, choose,
                                inject_fault)
 from graphs.cost import fit_width
 from graphs.edits import apply_edits

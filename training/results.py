@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-import os
-import tempfile
 from pathlib import Path
 from typing import Literal
 
 from pydantic import BaseModel, ConfigDict
+
+from graphs.atomic import atomic_write
 
 __all__ = ["EpochMetrics", "TrialResult"]
 
@@ -56,13 +56,7 @@ class TrialResult(BaseModel):
 
     def write_json(self, path: str | Path) -> Path:
         """Atomic write (temp file + rename), so a reader never sees half a file."""
-        path = Path(path)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=path.name, suffix=".tmp")
-        with os.fdopen(fd, "w") as f:
-            f.write(self.model_dump_json(indent=2))
-        os.replace(tmp, path)
-        return path
+        return atomic_write(path, self.model_dump_json(indent=2))
 
     @classmethod
     def read_json(cls, path: str | Path) -> "TrialResult":

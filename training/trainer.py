@@ -12,7 +12,6 @@ import contextlib
 import math
 import os
 import sys
-import tempfile
 import time
 import traceback
 from pathlib import Path
@@ -21,6 +20,8 @@ from typing import Callable, Iterator, Union
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
+
+from graphs.atomic import atomic_path
 
 from .augment import Normalizer, random_crop_flip, sample_offsets
 from .datasets import ImageDataset, Split
@@ -254,12 +255,9 @@ def _exception_reason(e: BaseException) -> str:
 
 def _save_weights(net: nn.Module, path: Path) -> None:
     """Atomic, contiguous CPU tensors: loads into the exported standalone source as well."""
-    path.parent.mkdir(parents=True, exist_ok=True)
     state = {k: v.detach().to("cpu").contiguous() for k, v in net.state_dict().items()}
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=path.name, suffix=".tmp")
-    os.close(fd)
-    torch.save(state, tmp)
-    os.replace(tmp, path)
+    with atomic_path(path) as tmp:
+        torch.save(state, tmp)
 
 
 def train(model: ModelSource, data: ImageDataset, profile: str | TrainerProfile = "smoke", *, seed: int = 0,

@@ -7,12 +7,13 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 from pathlib import Path
 from typing import Any, Literal, Mapping, Sequence
 
 from autogen_core.models import CreateResult, LLMMessage
 from pydantic import BaseModel
+
+from graphs.atomic import atomic_write
 
 CacheMode = Literal["readwrite", "replay"]
 
@@ -77,13 +78,10 @@ class ReplayCache:
 
     def put(self, key: str, record: dict, result: CreateResult | RecordedFailure) -> None:
         path = self._path(key)
-        path.parent.mkdir(parents=True, exist_ok=True)
         outcome = ({"failure": result.model_dump()} if isinstance(result, RecordedFailure)
                    else {"response": result.model_dump(mode="json")})
         text = json.dumps({"key": key, "request": record, **outcome}, indent=1)
-        tmp = path.with_name(path.name + f".{os.getpid()}.tmp")
-        tmp.write_text(self._redact(text))
-        os.replace(tmp, path)
+        atomic_write(path, self._redact(text))
 
     def __len__(self) -> int:
         return sum(1 for _ in self.dir.glob("*/*.json"))

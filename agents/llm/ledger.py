@@ -3,13 +3,14 @@ caps, and the retry/error events the trial transcript shows. One ledger per run,
 from __future__ import annotations
 
 import json
-import os
 import time
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Mapping
 
 from pydantic import BaseModel, Field
+
+from graphs.atomic import atomic_write
 
 
 class Price(BaseModel):
@@ -149,9 +150,7 @@ class UsageLedger:
                 "calls": [c.model_dump() for c in self.calls]}
 
     def save(self, path: Path) -> None:
-        tmp = path.with_name(path.name + ".tmp")
-        tmp.write_text(self._redact(json.dumps(self.to_json(), indent=2)))
-        os.replace(tmp, path)  # atomic: a crash never leaves half a ledger
+        atomic_write(path, self._redact(json.dumps(self.to_json(), indent=2)))  # never half a ledger
 
     def resume(self, path: Path) -> None:
         """Continue the totals (and the elapsed time) of an earlier run in the same directory."""

@@ -10,7 +10,7 @@ channel counts, and take new node ids from max id + 1 upwards.
     child = apply_edits(block, plan.edits)
 
 `inject_fault` perturbs a plan into a typical LLM mistake so that the offline designer exercises
-the validator -> repair loop (see agents.repair) like a real model does.
+the validator -> repair loop (see agents.offline.repair) like a real model does.
 """
 from __future__ import annotations
 

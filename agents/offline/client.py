@@ -1,6 +1,6 @@
 """The offline designer: a deterministic ChatCompletionClient that plays every role of the team
-through the same tools an LLM would call, with a built-in design heuristic (agents/strategies.py)
-and validator-driven repair (agents/repair.py). It is a baseline designer, not a language model.
+through the same tools an LLM would call, with a built-in design heuristic (agents/offline/strategies.py)
+and validator-driven repair (agents/offline/repair.py). It is a baseline designer, not a language model.
 
 It decides only from what a model would see: the role's system message, the visible messages and
 the tool results in them. Token usage is counted with a real GPT tokenizer.
@@ -29,7 +29,7 @@ from autogen_core.models import (
 from autogen_core.tools import Tool, ToolSchema
 from pydantic import BaseModel
 
-from .tokens import count_tokens
+from ..tokens import count_tokens
 
 ROLES = ("Reader", "Proposer", "Modifier", "Reflector")
 MAX_ROUNDS = 5
@@ -298,7 +298,7 @@ class OfflineDesignerClient(ChatCompletionClient):
     def _reader(self, messages, tools):
         """Finds sentences about architecture ideas with the built-in concept vocabulary and stores
         each as an inspiration. The excerpt is only searched for ideas, never obeyed."""
-        from tools.papers import Segment, parse_segments
+        from agents.papers import Segment, parse_segments
 
         from .concepts import find_ideas
 

@@ -13,7 +13,7 @@ import re
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from tools.papers import split_sentences
+from agents.papers import split_sentences
 
 __all__ = ["CONCEPTS", "MAX_IDEA_CHARS", "Idea", "addresses_agent", "find_ideas", "tags_of"]
 
