@@ -2,19 +2,22 @@
 the root block. Everything is passed into agents.run; nothing is looked up globally."""
 from __future__ import annotations
 
+import asyncio
 import logging
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Sequence
 
 from omegaconf import DictConfig, ListConfig, OmegaConf
+from omegaconf.errors import OmegaConfBaseException
 from rich.console import Console
 
-from graphs.cost import Budget
+from graphs.cost import Budget, default_budget
 from graphs.ir import parse_block
 from graphs.macro import DEFAULT_ROOTS
 
-from .run import RunError, RunSettings, run_design
+from .interrupt import Interrupt, RunInterrupted
+from .run import RunSettings, run_design
 
 CONF_DIR = Path(__file__).resolve().parents[1] / "conf"
 
@@ -34,11 +37,16 @@ def make_clients(cfg: DictConfig, conf_dir: Path = CONF_DIR, check: bool = True)
 
 
 def root_block_text(cfg: DictConfig) -> str:
+    """The root block's text: the file `root_block` names, or the macro's default root."""
     if cfg.root_block:
-        path = Path(cfg.root_block)
-        if not path.is_file():
-            raise RunSetupError(f"root_block file not found: {path}")
-        return path.read_text()
+        path = Path(cfg.root_block).expanduser()
+        try:
+            return path.read_bytes().decode("utf-8")
+        except UnicodeDecodeError:
+            raise RunSetupError(f"root_block={cfg.root_block}: not a UTF-8 text file (give a base block in "
+                                f"the block text format)") from None
+        except OSError as exc:
+            raise RunSetupError(f"root_block={cfg.root_block}: cannot read it ({exc.strerror})") from None
     default = DEFAULT_ROOTS[cfg.macro.name]
     if default.startswith("|"):
         from graphs.nb201 import arch_to_block
@@ -47,7 +55,97 @@ def root_block_text(cfg: DictConfig) -> str:
     return default
 
 
-def make_trainer(cfg: DictConfig, run_dir: Path) -> Callable:
+def run_budget(cfg: DictConfig) -> Budget:
+    """budget.max_params / max_flops, each null meaning the macro's default (graphs.cost)."""
+    default = default_budget(cfg.macro.name)
+    params, flops = cfg.budget.max_params, cfg.budget.max_flops
+    return Budget(default.max_params if params is None else int(params),
+                  default.max_flops if flops is None else int(flops))
+
+
+def check_root(text: str, cfg: DictConfig, budget: Budget) -> str:
+    """The root block, parsed, validated as a base block and fitted to the budget at start-up, so
+    that a bad root is a one-line error before anything trains. Returns its canonical text."""
+    from graphs.cost import BudgetError, fit_design
+    from graphs.errors import BlockError
+    from graphs.validate import validate
+
+    where = f"root_block={cfg.root_block}" if cfg.root_block else f"the {cfg.macro.name} macro's default root"
+    if not text.strip():
+        raise RunSetupError(f"{where}: the file is empty (give a base block in the block text format)")
+    try:
+        block = parse_block(text)
+    except BlockError as exc:
+        raise RunSetupError(f"{where}: not a block: {_first_line(exc)}") from None
+    issues = validate(block, "base")
+    if issues:
+        first = issues[0]
+        more = f" (and {len(issues) - 1} more)" if len(issues) > 1 else ""
+        raise RunSetupError(f"{where}: not a valid base block: node {first.node} [{first.code.value}] "
+                            f"{first.message}{more}")
+    try:
+        fit_design(block, cfg.macro.name, cfg.dataset.name, budget)
+    except BudgetError as exc:
+        raise RunSetupError(f"{where}: does not fit the budget: {exc}") from None
+    return str(block)
+
+
+def _first_line(exc: BaseException) -> str:
+    lines = str(exc).strip().splitlines()
+    return lines[0] if lines else type(exc).__name__
+
+
+def check_config(cfg: DictConfig, run_dir: Path, console: Console) -> None:
+    """The whole config against the schema (agents.config), then, when `run_dir` holds a run, the
+    config it was started with: keys that change what the results mean must be the same. Writes
+    the run's config.yaml (resolved, secrets masked) when the run is new. ConfigError otherwise."""
+    import yaml
+
+    from .config import ConfigError, limit_changes, result_changes, validate_config
+    from .llm.secrets import masked_yaml
+
+    try:
+        resolved = OmegaConf.create(OmegaConf.to_container(cfg, resolve=True))
+    except OmegaConfBaseException as exc:
+        key = getattr(exc, "full_key", "") or ""
+        raise ConfigError(key, _first_line(exc)) from None
+    validate_config(OmegaConf.to_container(resolved))
+    now_text = masked_yaml(resolved)
+    saved_path = run_dir / "config.yaml"
+    if (run_dir / "tree.json").exists():
+        _check_saved_tree(run_dir / "tree.json")  # a corrupt tree is the first thing to say
+        if not saved_path.is_file():
+            console.print(f"[yellow]warning:[/] {saved_path} is missing: the resumed run's config cannot be "
+                          f"compared with the one it was started with", soft_wrap=True)
+            return
+        saved = yaml.safe_load(saved_path.read_text()) or {}
+        now = yaml.safe_load(now_text)
+        changed = result_changes(saved, now)
+        if changed:
+            raise ConfigError("", f"cannot resume {run_dir}: {', '.join(changed)} differ from the config it was "
+                                  f"started with ({saved_path}); start a new run for another setting")
+        extended = limit_changes(saved, now)
+        if extended:
+            console.print(f"resuming with changed {', '.join(extended)} (the results keep their meaning)",
+                          soft_wrap=True)
+            logging.getLogger("nader.run").info("resumed with changed keys: %s", ", ".join(extended))
+        return
+    run_dir.mkdir(parents=True, exist_ok=True)
+    saved_path.write_text(now_text)
+
+
+def resume_command(overrides: Sequence[str], run_dir: Path) -> str:
+    """The command that resumes this run: the same overrides, in the same run directory."""
+    import shlex
+
+    kept = [o for o in overrides if not o.startswith(("hydra.run.dir=", "hydra/"))]
+    return " ".join(["python main.py", *map(shlex.quote, kept), shlex.quote(f"hydra.run.dir={run_dir}")])
+
+
+def make_trainer(cfg: DictConfig, run_dir: Path, interrupt: Interrupt | None = None,
+                 console: Console | None = None) -> Callable:
+    """The run's `train(TrainArgs) -> metrics`: the launcher and evaluator the config names. A
+    Ctrl-C during training stops it at once (see agents.interrupt)."""
     from training.evaluators import make_evaluator
     from training.launchers import make_launcher
     from training.models import BlockNetwork
@@ -55,7 +153,8 @@ def make_trainer(cfg: DictConfig, run_dir: Path) -> Callable:
     from training.trials import TrialSpec
 
     profile = get_profile(OmegaConf.to_container(cfg.trainer, resolve=True))
-    ev_kwargs = {}
+    interrupt = interrupt or Interrupt()
+    ev_kwargs: dict = {"progress": cfg.progress} if cfg.evaluator.name == "train" else {}
     if cfg.evaluator.name == "nb201_table":
         ev_kwargs = {"table_path": cfg.evaluator.table, "out_of_space": cfg.evaluator.out_of_space}
     evaluator = make_evaluator(cfg.evaluator.name, **ev_kwargs)
@@ -70,76 +169,123 @@ def make_trainer(cfg: DictConfig, run_dir: Path) -> Callable:
                          dataset=cfg.dataset.name, root=cfg.dataset.root, profile=profile, seed=cfg.seed,
                          trial_id=f"{args.trial:04d}", out=str(out), weights_out=str(out.with_name("weights.pt")),
                          extra={"block": args.block, "macro": cfg.macro.name})
-        return launcher.run([spec])[0].metrics()
+        with interrupt.training():
+            if console is not None and args.trial:
+                console.print(f"  training the design of trial {args.trial}")
+            return launcher.run([spec])[0].metrics()
 
     return train
 
 
 def build_run(cfg: DictConfig, run_dir: Path, console: Console, conf_dir: Path = CONF_DIR,
-              saved_configs: Sequence[Path] | None = None):
-    """`saved_configs`: the files in which Hydra saved the command line (default: run_dir/.hydra/*.yaml;
-    main.py adds a sweep's multirun.yaml); keys that reached them are masked once they are known."""
-    from tools.memory import MemoryConfig, open_memory
+              saved_configs: Sequence[Path] | None = None, interrupt: Interrupt | None = None):
+    """Everything that can be checked before any training or model call is checked here and fails
+    as RunSetupError: model clients and keys, papers to read, the root block, a saved tree to resume,
+    the memory server. Returns the coroutine function that runs the job. `saved_configs`: the files
+    in which Hydra saved the command line (default: run_dir/.hydra/*.yaml; main.py adds a sweep's
+    multirun.yaml); keys that reached them are masked once they are known."""
+    from tools.memory import open_memory
 
+    from .llm.ledger import LedgerError
     from .llm.secrets import scrub_files
 
+    interrupt = interrupt or Interrupt()
+    budget = run_budget(cfg)
     settings = RunSettings(dataset=cfg.dataset.name, macro=cfg.macro.name, trials=int(cfg.trials), seed=int(cfg.seed),
                            policy=cfg.search.policy, policy_options=dict(cfg.search.get("options") or {}),
-                           budget=Budget(int(cfg.budget.max_params),
-                                         None if cfg.budget.max_flops is None else int(cfg.budget.max_flops)),
-                           max_rounds=int(cfg.max_rounds), export=bool(cfg.export))
+                           budget=budget, max_rounds=int(cfg.max_rounds), export=bool(cfg.export))
+    root = check_root(root_block_text(cfg), cfg, budget)
+    _check_saved_tree(run_dir / "tree.json")
+    sources = _read_sources(cfg)
+    reader_settings = _reader_settings(cfg) if sources else None
+    mem_cfg = _memory_config(cfg, run_dir)
     client_set = make_clients(cfg, conf_dir)
     for warning in client_set.warnings:
         console.print(f"[yellow]warning:[/] {warning}", soft_wrap=True)  # one line each, like errors
     clients, ledger, redact = client_set.clients, client_set.ledger, client_set.redact
-    sources = _read_sources(cfg)
-    reader_settings = _reader_settings(cfg) if sources else None
     # Hydra saved the command line before we knew the keys: mask any that reached its files.
     scrub_files(saved_configs if saved_configs is not None else (run_dir / ".hydra").glob("*.yaml"), redact)
-    ledger.resume(run_dir / "usage.json")
-    root = root_block_text(cfg)
-    parse_block(root)
-    train = make_trainer(cfg, run_dir)
-    mem_cfg = MemoryConfig(url=cfg.memory.url, path=None if cfg.memory.url else str(cfg.memory.path or run_dir / "memory"),
-                           embedder=cfg.memory.embedder)
+    try:
+        ledger.resume(run_dir / "usage.json")
+    except LedgerError as exc:
+        raise RunSetupError(str(exc)) from None
+    train = make_trainer(cfg, run_dir, interrupt, console)
 
     async def run():
-        memory = open_memory(mem_cfg)
-        log_filter = _RedactingFilter(redact)
-        handlers = logging.getLogger().handlers
-        for h in handlers:  # keys must not reach the run's log files either
-            h.addFilter(log_filter)
-        try:
-            added = memory.knowledge.ensure_starter()
-            if added:
-                console.print(f"knowledge base: {added} starter inspirations loaded")
-            reader_lines: list[str] = []
-            if sources:
-                ledger.trial = "reader"
-                reader_lines = await _read(sources, reader_settings, clients["Reader"], memory, run_dir, ledger,
-                                           redact, console)
-                ledger.save(run_dir / "usage.json")
-            if sources and settings.trials == 0:  # read=PATH trials=0: only ingest
-                if mem_cfg.path and not cfg.memory.path:
-                    console.print(f"the knowledge base is in {mem_cfg.path}: give memory.path={mem_cfg.path} to "
-                                  f"the design runs that should use it", soft_wrap=True)
-                return ReadOnlySummary(ledger.summary_lines() if ledger.calls else [])
-            summary = await run_design(settings, run_dir, root, clients, memory, train, console, ledger=ledger,
-                                       redact=redact)
-            summary.usage_lines = reader_lines + summary.usage_lines
-            return summary
-        except RunError as exc:
-            raise RunSetupError(str(exc)) from exc
-        finally:
-            if ledger.calls:  # also when the run failed: what was spent stays on record
-                run_dir.mkdir(parents=True, exist_ok=True)
-                ledger.save(run_dir / "usage.json")
-            memory.close()
-            await client_set.close()
-            for h in handlers:
-                h.removeFilter(log_filter)
+        from tools.memory.errors import MemoryStoreError
+
+        from .llm.errors import one_line_failures
+
+        with interrupt.install(), one_line_failures():
+            try:
+                memory = open_memory(mem_cfg)
+            except MemoryStoreError as exc:
+                raise RunSetupError(f"memory: {_first_line(exc)}") from None
+            log_filter = _RedactingFilter(redact)
+            handlers = logging.getLogger().handlers
+            for h in handlers:  # keys must not reach the run's log files either
+                h.addFilter(log_filter)
+            try:
+                reader_lines: list[str] = []
+                if sources:
+                    with ledger.charging("reader"):
+                        reader_lines = await _read(sources, reader_settings, clients["Reader"], memory, run_dir,
+                                                   ledger, redact, console)
+                    ledger.save(run_dir / "usage.json")
+                if sources and settings.trials == 0:  # read=PATH trials=0: only ingest
+                    if mem_cfg.path and not cfg.memory.path:
+                        console.print(f"the knowledge base is in {mem_cfg.path}: give memory.path={mem_cfg.path} "
+                                      f"to the design runs that should use it", soft_wrap=True)
+                    return ReadOnlySummary(ledger.summary_lines() if ledger.calls else [])
+                summary = await run_design(settings, run_dir, root, clients, memory, train, console, ledger=ledger,
+                                           redact=redact, interrupt=interrupt)
+                summary.usage_lines = reader_lines + summary.usage_lines
+                return summary
+            except asyncio.CancelledError:
+                if not interrupt.requested:
+                    raise
+                raise RunInterrupted(None, "before the trials") from None
+            finally:
+                if ledger.calls:  # also when the run failed: what was spent stays on record
+                    run_dir.mkdir(parents=True, exist_ok=True)
+                    ledger.save(run_dir / "usage.json")
+                memory.close()
+                await client_set.close()
+                for h in handlers:
+                    h.removeFilter(log_filter)
 
     return run
+
+
+def _memory_config(cfg: DictConfig, run_dir: Path):
+    """The memory's config; a Qdrant server named by memory.url must answer now, not mid-run."""
+    from tools.memory import MemoryConfig
+    from tools.memory.config import make_client
+    from tools.memory.errors import MemoryStoreError
+
+    mem_cfg = MemoryConfig(url=cfg.memory.url, path=None if cfg.memory.url else str(cfg.memory.path or run_dir / "memory"),
+                           embedder=cfg.memory.embedder)
+    if mem_cfg.url:
+        try:
+            make_client(mem_cfg).close()
+        except MemoryStoreError as exc:
+            raise RunSetupError(f"memory.url={mem_cfg.url}: {_first_line(exc)}") from None
+    return mem_cfg
+
+
+def _check_saved_tree(path: Path) -> None:
+    """A run directory's tree.json must load before a resume starts; it is only read, never changed."""
+    from graphs.tree import ModificationTree, TreeFileError
+
+    if not path.exists():
+        return
+    try:
+        ModificationTree.load(path)
+    except TreeFileError as exc:
+        raise RunSetupError(f"cannot resume: {_first_line(exc)} (the file is left as it is; move it away to "
+                            f"start this run directory afresh)") from None
+    except OSError as exc:
+        raise RunSetupError(f"cannot resume: cannot read {path} ({exc.strerror})") from None
 
 
 @dataclass
@@ -156,17 +302,11 @@ class ReadOnlySummary:
 
 
 def _read_sources(cfg: DictConfig) -> list[str]:
+    """The `read` sources as a list (checked by the config schema: each exists or is arxiv:QUERY)."""
     read = cfg.get("read")
     if read is None:
         return []
-    sources = [str(x) for x in read] if isinstance(read, ListConfig) else [str(read)]
-    for s in sources:
-        if not s.strip():  # `read=` with nothing after it: Path("") would be the current folder
-            raise RunSetupError("read= is empty: give a PDF, a .txt/.md file, a folder of them, or arxiv:QUERY")
-        if not s.startswith("arxiv:") and not Path(s).expanduser().exists():
-            raise RunSetupError(f"read={s}: no such file or folder (give a PDF, a .txt/.md file, a folder of them, "
-                                f"or arxiv:QUERY)")
-    return sources
+    return [str(x) for x in read] if isinstance(read, ListConfig) else [str(read)]
 
 
 def _reader_settings(cfg: DictConfig):

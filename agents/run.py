@@ -3,6 +3,7 @@ records the result. The tree is rewritten atomically after every trial, so no wo
 run can be resumed from its directory."""
 from __future__ import annotations
 
+import asyncio
 import json
 import random
 from dataclasses import dataclass, field
@@ -12,7 +13,7 @@ from typing import Callable, Mapping
 from autogen_core.models import ChatCompletionClient
 from rich.console import Console
 
-from graphs.cost import Budget, BudgetError
+from graphs.cost import Budget, BudgetError, fit_design
 from graphs.ir import parse_block
 from graphs.search import select
 from graphs.tree import ModificationTree
@@ -20,25 +21,28 @@ from graphs.validate import check
 from tools.memory import Memory
 from tools.training_tools import TrainArgs, training_tool
 
+from .interrupt import Interrupt, RunInterrupted
 from .llm import UsageLedger
-from .trial import TrialEnv, fit_design, run_trial
+from .trial import TrialEnv, run_trial
 
 
 class RunError(RuntimeError):
     """The run cannot start or continue (bad root block, untrainable root, ...)."""
 
 
-@dataclass
+@dataclass(frozen=True)
 class RunSettings:
+    """What the loop needs of the config (built from the checked config; the defaults are in conf/)."""
+
     dataset: str
-    macro: str = "nader"
-    trials: int = 10
-    seed: int = 0
-    policy: str = "dfs"
-    policy_options: dict = field(default_factory=dict)
-    budget: Budget = field(default_factory=Budget)
-    max_rounds: int = 5
-    export: bool = True
+    macro: str
+    trials: int
+    seed: int
+    policy: str
+    policy_options: dict
+    budget: Budget
+    max_rounds: int
+    export: bool
 
 
 @dataclass
@@ -65,9 +69,12 @@ class RunSummary:
 
 async def run_design(settings: RunSettings, run_dir: Path, root_block: str, clients: Mapping[str, ChatCompletionClient],
                      memory: Memory, train: Callable[[TrainArgs], dict], console: Console | None = None,
-                     ledger: UsageLedger | None = None, redact: Callable[[str], str] = lambda s: s) -> RunSummary:
+                     ledger: UsageLedger | None = None, redact: Callable[[str], str] = lambda s: s,
+                     interrupt: Interrupt | None = None) -> RunSummary:
     """`ledger` records the model calls of `clients` (agents.llm.ManagedClient); with plain clients
-    the usage is still counted from the transcripts' message usage."""
+    the usage is still counted from the transcripts' message usage. After a Ctrl-C (`interrupt`)
+    the trial in progress is dropped, to run again on resume, and RunInterrupted is raised; what
+    finished before it is already saved."""
     console = console or Console(stderr=True)
     ledger = ledger or UsageLedger(redact=redact)
     run_dir.mkdir(parents=True, exist_ok=True)
@@ -79,7 +86,7 @@ async def run_design(settings: RunSettings, run_dir: Path, root_block: str, clie
         console.print(f"resuming {tree_path}: {len(tree)} nodes")
         ledger.set_aside(max((n.trial or 0) for n in tree.nodes))
     elif spent := ledger.exceeded():  # e.g. the Reader spent the budget: nothing more starts, not even the root
-        ledger.stopped = f"{spent}; the root was not trained"
+        ledger.stop(f"{spent}; the root was not trained")
         console.print(f"[yellow]stopping: {ledger.stopped}[/]")
         ledger.save(usage_path)
         summary = summarize(ModificationTree())
@@ -87,7 +94,12 @@ async def run_design(settings: RunSettings, run_dir: Path, root_block: str, clie
         return summary
     else:
         tree = ModificationTree()
-        _train_root(settings, tree, root_block, train, console)
+        try:
+            _train_root(settings, tree, root_block, train, console)
+        except KeyboardInterrupt:
+            if interrupt is None or not interrupt.requested:
+                raise
+            raise RunInterrupted(None, "while training the root") from None
         tree.save(tree_path)
     env = TrialEnv(tree=tree, memory=memory, clients=clients, train=train_tool, dataset=settings.dataset,
                    macro=settings.macro, budget=settings.budget, max_rounds=settings.max_rounds, run_dir=run_dir,
@@ -98,20 +110,31 @@ async def run_design(settings: RunSettings, run_dir: Path, root_block: str, clie
     for trial in range(done + 1, settings.trials + 1):
         if stopped:
             break
+        if interrupt is not None and interrupt.requested:
+            raise RunInterrupted(None, f"before trial {trial}")
         parent = select(tree, settings.policy, rng, **settings.policy_options)
         console.print(f"[bold]trial {trial}/{settings.trials}[/]: improving node {parent.id} "
                       f"(valid {parent.valid_acc:.2f}%)")
-        ledger.trial = str(trial)
-        node = await run_trial(env, trial, parent)
+        try:
+            with ledger.charging(str(trial)):
+                node = await run_trial(env, trial, parent)
+        except (asyncio.CancelledError, KeyboardInterrupt):
+            if interrupt is None or not interrupt.requested:
+                raise
+            task = asyncio.current_task()
+            while task is not None and task.cancelling():  # handled here: later awaits must not be cancelled
+                task.uncancel()
+            ledger.save(usage_path)  # the stopped trial's calls were spent; resume sets them aside
+            raise RunInterrupted(trial, f"during trial {trial}") from None
         tree.save(tree_path)
         stopped = ledger.exceeded() if trial < settings.trials else None
-        ledger.stopped = f"{stopped}; stopped after trial {trial}" if stopped else None
+        ledger.stop(f"{stopped}; stopped after trial {trial}" if stopped else None)
         ledger.save(usage_path)
         acc = f", valid {node.valid_acc:.2f}%" if node.status == "trained" else ""
         why = f" ({node.reason})" if node.reason else (f" of node {node.duplicate_of}" if node.duplicate_of else "")
         console.print(f"  -> node {node.id}: {node.status}{why}{acc}")
     if stopped:
-        ledger.stopped = ledger.stopped or f"{stopped}; no trial started"
+        ledger.stop(ledger.stopped or f"{stopped}; no trial started")
         console.print(f"[yellow]stopping: {ledger.stopped}[/]; the tree is saved in {tree_path}")
     ledger.save(usage_path)
     write_best(tree, run_dir, settings)

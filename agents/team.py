@@ -7,15 +7,14 @@ from typing import Mapping, Sequence
 
 from autogen_agentchat.agents import AssistantAgent
 from autogen_agentchat.base import TerminationCondition
-from autogen_agentchat.conditions import MaxMessageTermination, TextMentionTermination
-from autogen_agentchat.messages import BaseAgentEvent, BaseChatMessage
+from autogen_agentchat.conditions import FunctionalTermination, MaxMessageTermination
+from autogen_agentchat.messages import BaseAgentEvent, BaseChatMessage, TextMessage
 from autogen_agentchat.teams import RoundRobinGroupChat, SelectorGroupChat
 from autogen_core.models import ChatCompletionClient
 
 from .prompts import load_prompt
+from .protocol import MAX_ROUNDS, is_final
 
-MAX_ROUNDS = 5
-DESIGN_ROLES = ("Proposer", "Reflector", "Modifier")
 _NEXT = {"user": "Proposer", "Proposer": "Reflector", "Modifier": "Reflector", "Reflector": "Modifier"}
 
 
@@ -33,25 +32,32 @@ def next_speaker(messages: Sequence[BaseAgentEvent | BaseChatMessage]) -> str | 
     return _NEXT.get(chat[-1].source) if chat else "Proposer"
 
 
+def reflector_decided(messages: Sequence[BaseAgentEvent | BaseChatMessage]) -> bool:
+    """True when a Reflector reply opens with APPROVE or REJECT (agents.protocol). Only its text
+    replies count: a marker word inside a tool result or a quoted experience ends nothing."""
+    return any(isinstance(m, TextMessage) and m.source == "Reflector" and is_final(m.content) for m in messages)
+
+
 def termination(max_rounds: int = MAX_ROUNDS) -> TerminationCondition:
     # task + plan + advice + (submission, review) per round
     cap = 3 + 2 * max_rounds
-    return (TextMentionTermination("APPROVE", sources=["Reflector"])
-            | TextMentionTermination("REJECT", sources=["Reflector"])
-            | MaxMessageTermination(cap))
+    return FunctionalTermination(reflector_decided) | MaxMessageTermination(cap)
 
 
-def design_team(clients: Mapping[str, ChatCompletionClient], tools: RoleTools,
-                max_rounds: int = MAX_ROUNDS) -> SelectorGroupChat:
-    """A fresh team for one trial. `clients` maps each role to its model client."""
+def design_team(clients: Mapping[str, ChatCompletionClient], tools: RoleTools, max_rounds: int = MAX_ROUNDS,
+                ops: Sequence | None = None) -> SelectorGroupChat:
+    """A fresh team for one trial. `clients` maps each role to its model client; the prompts state
+    `max_rounds` and list `ops` (default: the built-in op registry's)."""
+    def prompt(role: str) -> str:
+        return load_prompt(role, max_rounds=max_rounds, ops=ops)
+
     agents = [
-        AssistantAgent("Proposer", clients["Proposer"], tools=tools.proposer, system_message=load_prompt("Proposer"),
+        AssistantAgent("Proposer", clients["Proposer"], tools=tools.proposer, system_message=prompt("Proposer"),
                        description="Picks an improvement for the block and plans it.", max_tool_iterations=3),
-        AssistantAgent("Reflector", clients["Reflector"], tools=tools.reflector,
-                       system_message=load_prompt("Reflector"),
+        AssistantAgent("Reflector", clients["Reflector"], tools=tools.reflector, system_message=prompt("Reflector"),
                        description="Advises from experience, checks drafts with the validator, approves.",
                        max_tool_iterations=3),
-        AssistantAgent("Modifier", clients["Modifier"], tools=tools.modifier, system_message=load_prompt("Modifier"),
+        AssistantAgent("Modifier", clients["Modifier"], tools=tools.modifier, system_message=prompt("Modifier"),
                        description="Edits the block graph with typed edit tools.", max_tool_iterations=5),
     ]
     return SelectorGroupChat(agents, model_client=clients["Proposer"], selector_func=next_speaker,

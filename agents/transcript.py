@@ -41,14 +41,6 @@ class Transcript:
                                  "content": e["text"], "prompt_tokens": 0, "completion_tokens": 0})
         self.records.sort(key=lambda r: r["time"])  # stable: same-time records keep their order
 
-    def tokens_by_role(self) -> dict[str, dict[str, int]]:
-        out: dict[str, dict[str, int]] = {}
-        for r in self.records:
-            t = out.setdefault(r["role"], {"prompt_tokens": 0, "completion_tokens": 0})
-            t["prompt_tokens"] += r["prompt_tokens"]
-            t["completion_tokens"] += r["completion_tokens"]
-        return out
-
     def texts(self, role: str) -> list[str]:
         return [r["content"] for r in self.records if r["role"] == role and r["type"] == "TextMessage"]
 

@@ -3,7 +3,6 @@ fit → train → record in the tree → write experience back."""
 from __future__ import annotations
 
 import json
-import re
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -11,7 +10,7 @@ from typing import Callable, Mapping
 
 from autogen_core.models import ChatCompletionClient
 
-from graphs.cost import Budget, BudgetError, fit_width, network_cost
+from graphs.cost import Budget, BudgetError, fit_design
 from graphs.errors import Issue
 from graphs.tree import ModificationTree, TreeNode
 from graphs.validate import validate
@@ -23,7 +22,8 @@ from tools.tree_tools import inspect_tree_tool
 
 from .llm import UsageLedger
 from .llm.errors import server_message
-from .team import MAX_ROUNDS, RoleTools, design_team
+from .protocol import MAX_ROUNDS, REVISE, design_task, parse_plan, revise_advice, verdict
+from .team import RoleTools, design_team
 from .transcript import Transcript
 
 
@@ -45,28 +45,11 @@ class TrialEnv:
     redact: Callable[[str], str] = lambda s: s
 
 
-def fit_design(block, macro: str, dataset: str, budget: Budget) -> tuple[int | None, list[int], int, int]:
-    """(x, widths, params, FLOPs) of the design in the run's macro. `nader` fits the widths to the
-    budget; a fixed-width macro (`nb201`) is checked against it. BudgetError when it does not fit."""
-    if macro == "nader":
-        fit = fit_width(block, dataset, budget)
-        return fit.widths[0], list(fit.widths), fit.params, fit.flops
-    from graphs.macro import dataset_shape, layout
-
-    c = network_cost(block, macro, dataset)
-    max_flops = budget.max_flops if budget.max_flops is not None else dataset_shape(dataset).max_flops
-    if c.params > budget.max_params or c.flops > max_flops:
-        raise BudgetError(f"{c.params:,} params (limit {budget.max_params:,}), {c.flops:,} FLOPs "
-                          f"(limit {max_flops:,}) in the fixed-width {macro} skeleton on {dataset}")
-    return None, list(layout(block, macro, dataset).widths), c.params, c.flops
-
-
 def task_message(trial: int, node: TreeNode, tree: ModificationTree) -> str:
     acc = f"{node.valid_acc:.2f}%" if node.valid_acc is not None else "unknown"
     children = tree.children_summary(node.id) or "none yet"
-    return (f"Trial {trial}. Improve the base block of modification-tree node {node.id} "
-            f"(validation accuracy {acc}, {node.params or 0:,} params, {node.flops or 0:,} FLOPs).\n\n"
-            f"```block\n{node.block}```\n\nChildren already tried at this node:\n{children}\n")
+    return design_task(trial, node.id, f"validation accuracy {acc}, {node.params or 0:,} params, "
+                       f"{node.flops or 0:,} FLOPs", node.block, children)
 
 
 async def run_trial(env: TrialEnv, trial: int, parent: TreeNode) -> TreeNode:
@@ -91,7 +74,7 @@ async def run_trial(env: TrialEnv, trial: int, parent: TreeNode) -> TreeNode:
     if env.ledger is not None:  # retries and errors inside model calls, in time order with the chat
         log.merge_events(env.ledger.take_events(str(trial)))
     plan = (log.texts("Proposer") or [""])[-1]
-    inspiration = _field(plan, "INSPIRATION")
+    inspiration = _field(plan, "inspiration")
     usage = env.ledger.totals(str(trial)) if env.ledger is not None else None
     if usage and usage["calls"]:
         tokens, dollars = usage["tokens"], usage["usd"]
@@ -155,8 +138,9 @@ def _metrics(outcome) -> dict:
 
 
 def _field(text: str, name: str) -> str | None:
-    m = re.search(rf"{name}:\s*(.+)", text or "")
-    return m.group(1).strip() if m else None
+    """A field (strategy, inspiration, summary) of the plan in the Proposer's reply; None without a plan."""
+    plan = parse_plan(text)
+    return getattr(plan, name) if plan is not None else None
 
 
 def _submissions(log: Transcript) -> list[str]:
@@ -171,9 +155,8 @@ def _model_errors(log: Transcript) -> list[str]:
 def _revise_advice(log: Transcript) -> list[str]:
     out = []
     for t in log.texts("Reflector"):
-        if t.startswith("REVISE"):
-            m = re.search(r"Advice:\s*(.+)", t)
-            out.append(m.group(1).strip() if m else t[:300])
+        if verdict(t) == REVISE:
+            out.append(revise_advice(t) or t[:300])
     return out
 
 
@@ -183,7 +166,7 @@ def _write_experience(env: TrialEnv, trial: int, parent: TreeNode, draft: Draft,
     round repaired, with what changed and the Reflector's advice."""
     store = env.memory.experience
     advice = _revise_advice(log)
-    strategy = _field(plan, "STRATEGY") or "unknown"
+    strategy = _field(plan, "strategy") or "unknown"
     final_keys = {(i.code.value, i.node) for i in final}
     seen: set[tuple[str, str]] = set()
     for round_no, issues in enumerate(draft.validations):
@@ -195,13 +178,13 @@ def _write_experience(env: TrialEnv, trial: int, parent: TreeNode, draft: Draft,
             hint = advice[min(len(advice) - 1, round_no)] if advice else ""
             store.add(ExperienceRecord(type="failure", error_code=i.code.value, error_message=i.message,
                                        change=f"strategy {strategy}", advice=hint, trial=trial,
-                                       parent_node=parent.id, inspiration=_field(plan, "INSPIRATION")))
+                                       parent_node=parent.id, inspiration=_field(plan, "inspiration")))
             if (i.code.value, i.node) not in final_keys:
                 later = draft.edits[-1]["edits"] if draft.edits else []
                 store.add(ExperienceRecord(
                     type="fix", error_code=i.code.value, error_message=i.message,
                     change="; ".join(_describe(e) for e in later)[:500], advice=hint or "re-check inputs and channels",
-                    trial=trial, parent_node=parent.id, inspiration=_field(plan, "INSPIRATION")))
+                    trial=trial, parent_node=parent.id, inspiration=_field(plan, "inspiration")))
 
 
 def _describe(edit: dict) -> str:
@@ -213,10 +196,10 @@ def _describe(edit: dict) -> str:
 def _write_outcome_experience(env: TrialEnv, trial: int, parent: TreeNode, node: TreeNode, plan: str) -> None:
     delta = (node.valid_acc or 0.0) - (parent.valid_acc or 0.0)
     env.memory.experience.add(ExperienceRecord(
-        type="success" if delta > 0 else "regression", change=_field(plan, "PLAN") or plan[:300],
-        advice=f"strategy {_field(plan, 'STRATEGY')} changed validation accuracy by {delta:+.2f} points",
+        type="success" if delta > 0 else "regression", change=_field(plan, "summary") or plan[:300],
+        advice=f"strategy {_field(plan, 'strategy')} changed validation accuracy by {delta:+.2f} points",
         trial=trial, node=node.id, parent_node=parent.id, metrics={"valid_acc": node.valid_acc},
-        metrics_delta={"valid_acc": round(delta, 4)}, inspiration=_field(plan, "INSPIRATION")))
+        metrics_delta={"valid_acc": round(delta, 4)}, inspiration=_field(plan, "inspiration")))
 
 
 def _write_trial_files(env: TrialEnv, trial: int, node: TreeNode, log: Transcript) -> None:

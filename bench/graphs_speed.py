@@ -16,12 +16,26 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from graphs.cost import fit_width  # noqa: E402
 from graphs.hashing import canonical_hash  # noqa: E402
 from graphs.ir import parse_block  # noqa: E402
+from graphs.registry import DEFAULT_REGISTRY  # noqa: E402
 from graphs.validate import validate  # noqa: E402
 
 CORPUS = Path(__file__).resolve().parent.parent / "tests" / "corpus"
-OPS = ["Conv2d(out_channels=C,kernel_size=3)", "Conv2d(out_channels=C,kernel_size=1)", "BN", "ReLU", "GELU",
-       "Conv2d(out_channels=C,kernel_size=3,groups=C)", "AvgPool2d(kernel_size=3)", "MaxPool2d(kernel_size=3)",
-       "Conv2d(out_channels=C,kernel_size=5,dilation=2)", "Sigmoid"]
+
+
+def op_text(name: str, **params) -> str:
+    """An op's text with the registry's spelling; a name the registry lacks stops the benchmark."""
+    spec = DEFAULT_REGISTRY.lookup(name)
+    if spec is None:
+        raise SystemExit(f"bench op {name!r} is not in the registry: {', '.join(DEFAULT_REGISTRY.names)}")
+    body = ",".join(f"{k}={v}" for k, v in params.items())
+    return f"{spec.name}({body})" if body else spec.name
+
+
+# The shape-keeping ops of the workload (fixed, so figures compare across versions).
+OPS = [op_text("Conv2d", out_channels="C", kernel_size=3), op_text("Conv2d", out_channels="C", kernel_size=1),
+       op_text("BN"), op_text("ReLU"), op_text("GELU"), op_text("Conv2d", out_channels="C", kernel_size=3, groups="C"),
+       op_text("AvgPool2d", kernel_size=3), op_text("MaxPool2d", kernel_size=3),
+       op_text("Conv2d", out_channels="C", kernel_size=5, dilation=2), op_text("Sigmoid")]
 
 
 def chain_block(n_nodes: int, rng: random.Random) -> str:
@@ -32,7 +46,7 @@ def chain_block(n_nodes: int, rng: random.Random) -> str:
         edges.append(f"{prev}->{nid}")
         prev, nid = nid, nid + 1
         if nid % 5 == 0 and nid < n_nodes:
-            lines.append(f"{nid}:Add")
+            lines.append(f"{nid}:{op_text('Add')}")
             edges.append(f"{prev},0->{nid}")
             prev, nid = nid, nid + 1
     edges.append(f"{prev}->1")

@@ -46,20 +46,21 @@ def cmd_validate(a) -> int:
     return 0 if not errors else 1
 
 
-def _compiled_cost(a):
-    from .cost import Budget, fit_width, network_cost
-    from .macro import layout
+def _fit(a):
+    """The checked design and its fit in the macro under the budget, as a run applies it (BudgetError
+    when it does not fit): unset limits are the macro's defaults."""
+    from .cost import Budget, default_budget, fit_design
 
     obj = _checked(a.file)
-    if a.macro == "nader":
-        fit = fit_width(obj, a.dataset, Budget(a.max_params, a.max_flops))
-        return obj, fit.widths[0], {"widths": list(fit.widths), "params": fit.params, "flops": fit.flops}
-    c = network_cost(obj, "nb201", a.dataset)
-    return obj, None, {"widths": list(layout(obj, "nb201", a.dataset).widths), "params": c.params, "flops": c.flops}
+    d = default_budget(a.macro)
+    budget = Budget(d.max_params if a.max_params is None else a.max_params,
+                    d.max_flops if a.max_flops is None else a.max_flops)
+    fit = fit_design(obj, a.macro, a.dataset, budget)
+    return obj, fit, {"widths": list(fit.widths), "params": fit.params, "flops": fit.flops}
 
 
 def cmd_cost(a) -> int:
-    _emit(_compiled_cost(a)[2])
+    _emit(_fit(a)[2])
     return 0
 
 
@@ -85,8 +86,8 @@ def cmd_export(a) -> int:
     from .compile import build_model
     from .export import export_source
 
-    obj, x, cost = _compiled_cost(a)
-    compiled = build_model(obj, a.macro, a.dataset, x)
+    obj, fit, cost = _fit(a)
+    compiled = build_model(obj, a.macro, a.dataset, fit.x)
     Path(a.output).write_text(export_source(compiled))
     _emit({**cost, "output": a.output})
     return 0
@@ -109,8 +110,10 @@ def parser() -> argparse.ArgumentParser:
         c.add_argument("file")
         c.add_argument("--macro", choices=MACROS, default="nader")
         c.add_argument("--dataset", choices=list(DATASETS), default="cifar10")
-        c.add_argument("--max-params", type=int, default=1_500_000)
-        c.add_argument("--max-flops", type=int, default=None, help="MACs; default by dataset (0.2G CIFAR, 0.05G IN16)")
+        c.add_argument("--max-params", type=int, default=None,
+                       help="default by macro, as a run: 1.5M (nader), 1.6M (nb201)")
+        c.add_argument("--max-flops", type=int, default=None,
+                       help="MACs; default by macro, as a run: nader by dataset (0.2G CIFAR, 0.05G IN16), nb201 0.25G")
         if name == "export":
             c.add_argument("-o", "--output", required=True)
         c.set_defaults(run=fn)

@@ -57,13 +57,6 @@ class Dim:
         return any(v <= bound for v in self.vals)
 
 
-def prod(dims) -> Dim | int:
-    out: Dim | int = 1
-    for d in dims:
-        out = d * out if isinstance(d, Dim) else out * d
-    return out
-
-
 # Names tried, in order, when a dimension is shown to a person.
 _READABLE = ("B", "C", "dim", "H", "W", "H/2", "W/2", "2*C", "4*C", "C/2", "C/4", "C/8", "C/16",
              "3*C", "8*C", "2*dim", "4*dim", "dim/2", "dim/4", "H*W", "H*W/4", "C*H*W", "C+dim", "2*H", "2*W",

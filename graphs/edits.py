@@ -19,7 +19,7 @@ from typing import Annotated, Any, Literal, Union
 from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError
 
 from .errors import BlockError, ErrorCode, Issue
-from .ir import Block, Node, parse_block, parse_op
+from .ir import MAX_NODE_ID, Block, Node, parse_block, parse_op
 
 __all__ = [
     "AddNode", "RemoveNode", "SetOp", "AddEdge", "RemoveEdge", "InsertOnEdge", "ReplaceBlock",
@@ -27,8 +27,9 @@ __all__ = [
     "apply_edits", "describe", "edits_json_schema", "EDIT_KINDS",
 ]
 
-# Node ids as the text format writes them; bounded so that no edit can produce an absurd id.
-NodeId = Annotated[int, Field(ge=-(10**9), le=10**9)]
+# Node ids within the text format's bound (ir.MAX_NODE_ID), so that no edit can produce one the
+# parser, the compiler or the exported source would refuse.
+NodeId = Annotated[int, Field(ge=0, le=MAX_NODE_ID)]
 OpText = Annotated[str, Field(min_length=1, max_length=2000, description="e.g. Conv2d(out_channels=C,kernel_size=3)")]
 
 
@@ -242,8 +243,15 @@ class _Draft:
         return [b for a, b in self.edges if a == nid]
 
     def free_id(self) -> int:
+        """One past the largest id in use, else the smallest unused id when that is past the bound."""
         used = set(self.nodes) | {x for e in self.edges for x in e}
-        return max(used) + 1 if used else 0
+        nid = max(used) + 1 if used else 0
+        if nid <= MAX_NODE_ID:
+            return nid
+        nid = next((i for i in range(MAX_NODE_ID + 1) if i not in used), None)
+        if nid is None:
+            raise _Fail(f"no free node id: all of 0..{MAX_NODE_ID} are in use", ErrorCode.BAD_NODE_ID)
+        return nid
 
     def new_id(self, wanted: int | None) -> int:
         if wanted is None:

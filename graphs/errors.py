@@ -11,6 +11,7 @@ class ErrorCode(str, Enum):
 
     SYNTAX = "syntax_error"
     DUPLICATE_NODE = "duplicate_node"
+    BAD_NODE_ID = "bad_node_id"
     UNDEFINED_NODE = "undefined_node"
     UNUSED_NODE = "unused_node"
     CYCLE = "cycle"

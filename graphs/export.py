@@ -2,15 +2,16 @@
 
 The file rebuilds the same module tree (same attribute names, so state dicts load both ways)
 from the recorded ModuleSpecs, and its forward is the code torch.fx generated for the graph.
+Module classes outside torch.nn (graphs.torch_ops, or a class an extension op names) are embedded
+as their source, so each must stand alone on torch.
 """
 from __future__ import annotations
 
 import inspect
 import textwrap
 
-from . import torch_ops
-from .compile import Compiled
-from .registry import ModuleSpec
+from .compile import Compiled, module_class
+from .registry import ModuleSpec, RegistryError
 
 _HEADER = '''"""Standalone PyTorch model exported by nader-autogen ({macro} macro, widths {widths}, {dataset}: \
 {classes} classes, {size}x{size} input).
@@ -25,13 +26,35 @@ from torch import nn
 
 def _render(spec: ModuleSpec) -> str:
     parts = [repr(a) for a in spec.args] + [f"{k}={v!r}" for k, v in spec.kwargs]
-    return f"{spec.cls}({', '.join(parts)})"
+    return f"{spec.source_name}({', '.join(parts)})"
+
+
+def _class_sources(specs: list[ModuleSpec], reserved: set[str]) -> list[str]:
+    """Source of each non-torch.nn class used, in order of first use; names must not clash."""
+    out, seen = [], {}
+    for spec in specs:
+        if isinstance(spec.cls, str) and spec.cls.startswith("nn."):
+            continue
+        cls = module_class(spec.cls)
+        name = spec.source_name
+        if name in seen:
+            if seen[name] is not cls:
+                raise RegistryError(f"two module classes are both named {name!r}; exported source needs distinct names")
+            continue
+        if name in reserved:
+            raise RegistryError(f"module class name {name!r} clashes with a name of the exported file")
+        seen[name] = cls
+        try:
+            out.append(textwrap.dedent(inspect.getsource(cls)))
+        except (OSError, TypeError) as exc:
+            raise RegistryError(f"cannot export module class {name!r}: its source is not available ({exc}); "
+                                f"define it at the top level of a .py file") from None
+    return out
 
 
 def export_source(compiled: Compiled, class_name: str = "NaderNet") -> str:
     lay = compiled.layout
-    used = {s.cls for s in compiled.specs.values()}
-    classes = [inspect.getsource(cls) for cls in torch_ops.CUSTOM if cls.__name__ in used]
+    classes = _class_sources(list(compiled.specs.values()), {class_name, "build_model", "torch", "nn"})
     init = "\n".join(f"        self.{name} = {_render(spec)}" for name, spec in compiled.specs.items())
     forward = textwrap.indent(compiled.module.code.strip("\n"), "    ")
     parts = [

@@ -10,6 +10,9 @@ from dataclasses import dataclass, field
 from .dims import Dim
 
 SYMBOLS = ("B", "C", "dim", "H", "W")
+# Every integer literal, every constant a sub-expression folds to, and every value a parameter takes
+# (see infer) lies within +-MAX_INT, so what is read also prints as text that reads back.
+MAX_INT = 10**9
 
 
 class ExprError(ValueError):
@@ -70,7 +73,7 @@ def _to_value(node: ast.expr, text: str) -> Value:
             raise ExprError(f"{text!r} is not a finite number")
         return -node.operand.value
     _check(node, text)
-    simple = _simplify(node)
+    simple = _simplify(node, text)
     return Expr(_show(simple), simple)
 
 
@@ -80,8 +83,8 @@ def _check(node: ast.expr, text: str, depth: int = 0) -> None:
     if isinstance(node, ast.Constant):
         if type(node.value) is not int:
             raise ExprError(f"{node.value!r} in {text!r} is not an integer")
-        if abs(node.value) > 10**9:
-            raise ExprError(f"{node.value} in {text!r} is out of range")
+        if abs(node.value) > MAX_INT:
+            raise ExprError(f"{node.value} in {text!r} is out of range (|value| <= {MAX_INT:,})")
     elif isinstance(node, ast.Name):
         if node.id not in SYMBOLS:
             raise ExprError(f"unknown symbol {node.id!r} in {text!r}; valid symbols: {', '.join(SYMBOLS)}")
@@ -100,28 +103,35 @@ def _is_int(node: ast.expr, value: int | None = None) -> bool:
     return isinstance(node, ast.Constant) and type(node.value) is int and (value is None or node.value == value)
 
 
-def _simplify(node: ast.expr) -> ast.expr:
-    """Fold constants and drop identities (`C*1`, `C/1`, `C+0`), so equal values print alike."""
+def _folded(value: int, text: str) -> ast.Constant:
+    if abs(value) > MAX_INT:
+        raise ExprError(f"{text!r} folds to {value}, which is out of range (|value| <= {MAX_INT:,})")
+    return ast.Constant(value)
+
+
+def _simplify(node: ast.expr, text: str) -> ast.expr:
+    """Fold constants and drop identities (`C*1`, `C/1`, `C+0`), so equal values print alike.
+    A folded constant outside +-MAX_INT is an error: it would print as a literal that does not read back."""
     if isinstance(node, ast.UnaryOp):
-        inner = _simplify(node.operand)
+        inner = _simplify(node.operand, text)
         if _is_int(inner):
             return ast.Constant(-inner.value if isinstance(node.op, ast.USub) else inner.value)
         return inner if isinstance(node.op, ast.UAdd) else ast.UnaryOp(node.op, inner)
     if not isinstance(node, ast.BinOp):
         return node
-    left, right, op = _simplify(node.left), _simplify(node.right), node.op
+    left, right, op = _simplify(node.left, text), _simplify(node.right, text), node.op
     if isinstance(op, ast.FloorDiv):
         op = ast.Div()
     if _is_int(left) and _is_int(right):
         a, b = left.value, right.value
         if isinstance(op, ast.Add):
-            return ast.Constant(a + b)
+            return _folded(a + b, text)
         if isinstance(op, ast.Sub):
-            return ast.Constant(a - b)
+            return _folded(a - b, text)
         if isinstance(op, ast.Mult):
-            return ast.Constant(a * b)
+            return _folded(a * b, text)
         if b != 0:
-            return ast.Constant(a // b)
+            return _folded(a // b, text)
     if isinstance(op, ast.Mult):
         if _is_int(right, 1):
             return left

@@ -19,11 +19,12 @@ from __future__ import annotations
 
 from hashlib import blake2b
 from operator import concat as _concat
+from weakref import WeakKeyDictionary
 
 from .expr import Expr, show_value
 from .infer import named_values
 from .ir import Block, Node
-from .registry import REQUIRED, Param, lookup
+from .registry import DEFAULT_REGISTRY, REQUIRED, Param, Registry, resolve_registry
 
 __all__ = ["node_label", "canonical_hash", "is_isomorphic", "same_block", "PROBES", "WL_ITERATIONS"]
 
@@ -38,8 +39,19 @@ WL_ITERATIONS = 3  # at most; refinement stops earlier when the partition is sta
 _DIGEST = 8  # bytes of a label's digest (initial colours are ranks of these)
 _CACHE_MAX = 200_000
 
-# (op, params, args) -> (label, initial digest, ordered)
+# Per registry: (op, params, args) -> (label, initial digest, ordered). Labels depend on the registry,
+# so each has its own table; the default one's is kept at hand for the common path.
 _cache: dict[tuple, tuple[str, bytes, bool]] = {}
+_other_caches: "WeakKeyDictionary[Registry, dict]" = WeakKeyDictionary()
+
+
+def _cache_for(reg: Registry) -> dict:
+    if reg is DEFAULT_REGISTRY:
+        return _cache
+    table = _other_caches.get(reg)
+    if table is None:
+        table = _other_caches[reg] = {}
+    return table
 
 
 # ---------------------------------------------------------------- labels
@@ -95,8 +107,8 @@ def _norm(v, p: Param) -> str:
     return _scalar(v)  # channels, int, axis
 
 
-def _make_label(node: Node) -> str:
-    spec = lookup(node.op)
+def _make_label(node: Node, reg: Registry) -> str:
+    spec = reg.lookup(node.op)
     if spec is None:
         parts = [show_value(a) for a in node.args] + [f"{k}={show_value(v)}" for k, v in node.params]
         return f"{node.op}(" + ",".join(parts) + ")" if parts else node.op
@@ -114,29 +126,30 @@ def _make_label(node: Node) -> str:
     return f"{spec.name}(" + ",".join(parts) + ")" if parts else spec.name
 
 
-def _entry(node: Node) -> tuple[str, bytes, bool]:
+def _entry(node: Node, reg: Registry = DEFAULT_REGISTRY) -> tuple[str, bytes, bool]:
     """Label, its digest, and whether input order matters; shared by all nodes with the same op
     text and values (a table keyed by content, so it can never go stale)."""
+    cache = _cache_for(reg)
     key = (node.op, node.params, node.args)
     try:
-        entry = _cache.get(key)
+        entry = cache.get(key)
     except TypeError:  # an unhashable value: compute without the table
         key, entry = None, None
     if entry is None:
-        label = _make_label(node)
-        spec = lookup(node.op)
+        label = _make_label(node, reg)
+        spec = reg.lookup(node.op)
         entry = (label, blake2b(label.encode("utf-8", "surrogatepass"), digest_size=_DIGEST).digest(),
                  bool(spec and spec.ordered))
         if key is not None:
-            if len(_cache) >= _CACHE_MAX:
-                _cache.clear()
-            _cache[key] = entry
+            if len(cache) >= _CACHE_MAX:
+                cache.clear()
+            cache[key] = entry
     return entry
 
 
-def node_label(node: Node) -> str:
+def node_label(node: Node, registry: Registry | None = None) -> str:
     """Canonical op name and normalised parameters, e.g. `Conv2d(out_channels=e37.120.256,...)`."""
-    return _entry(node)[0]
+    return _entry(node, resolve_registry(registry))[0]
 
 
 # ---------------------------------------------------------------- WL hash
@@ -150,18 +163,18 @@ _ORDERED_OUT = 2  # + position: an out-edge into an ordered consumer
 _ORDERED_IN = 0x10000  # + position: an in-edge of an ordered node
 
 
-def _structure(block: Block):
+def _structure(block: Block, reg: Registry):
     """Node entries and, per node, its neighbours: their indices and a tag per edge saying
     in-edge or out-edge, with the input position where the consumer's input order matters."""
     nodes = block.nodes
     entries = []
-    get = _cache.get
+    get = _cache_for(reg).get
     for nd in nodes:
         try:
             e = get((nd.op, nd.params, nd.args))
         except TypeError:
             e = None
-        entries.append(e if e is not None else _entry(nd))
+        entries.append(e if e is not None else _entry(nd, reg))
     index = {nd.id: i for i, nd in enumerate(nodes)}
     nbj: list[list[int]] = [[] for _ in nodes]
     nbt: list[list[str]] = [[] for _ in nodes]
@@ -188,7 +201,7 @@ def _structure(block: Block):
     return entries, nbj, nbt
 
 
-def canonical_hash(block: Block, iterations: int = WL_ITERATIONS) -> str:
+def canonical_hash(block: Block, iterations: int = WL_ITERATIONS, registry: Registry | None = None) -> str:
     """Weisfeiler–Lehman hash of the labelled multigraph (32 hex characters).
 
     A node's signature is its colour and the sorted multiset of its neighbours' colours, each
@@ -202,7 +215,7 @@ def canonical_hash(block: Block, iterations: int = WL_ITERATIONS) -> str:
     final partition), after `iterations` rounds, or when every node has its own colour: then the
     adjacency written in those colours is appended, a complete canonical form of the block.
     """
-    entries, nbj, nbt = _structure(block)
+    entries, nbj, nbt = _structure(block, resolve_registry(registry))
     digests = sorted({e[1] for e in entries})
     rank0 = {d: chr(k) for k, d in enumerate(digests)}
     cur = [rank0[e[1]] for e in entries]
@@ -235,20 +248,23 @@ def canonical_hash(block: Block, iterations: int = WL_ITERATIONS) -> str:
 
 # ---------------------------------------------------------------- isomorphism
 
-def _nx_graph(block: Block):
-    """The block as a labelled MultiDiGraph, kept on the (immutable) block for repeated checks."""
+def _nx_graph(block: Block, reg: Registry):
+    """The block as a labelled MultiDiGraph, kept on the (immutable) block for repeated checks
+    (for the default registry; labels under another registry are built each time)."""
+    if reg is not DEFAULT_REGISTRY:
+        return _make_nx_graph(block, reg)
     g = block.__dict__.get("_nx_graph")
     if g is None:
-        g = block.__dict__["_nx_graph"] = _make_nx_graph(block)
+        g = block.__dict__["_nx_graph"] = _make_nx_graph(block, reg)
     return g
 
 
-def _make_nx_graph(block: Block):
+def _make_nx_graph(block: Block, reg: Registry):
     import networkx as nx
 
     g = nx.MultiDiGraph()
     for n in block.nodes:
-        label, _, o = _entry(n)
+        label, _, o = _entry(n, reg)
         g.add_node(n.id, label=label, ordered=o)
     defined = block.node_map
     for nid in {x for e in block.edges for x in e if x not in defined}:
@@ -270,20 +286,22 @@ def _edge_match(x: dict, y: dict) -> bool:
     return sorted(d["pos"] for d in x.values()) == sorted(d["pos"] for d in y.values())
 
 
-def is_isomorphic(a: Block, b: Block) -> bool:
+def is_isomorphic(a: Block, b: Block, registry: Registry | None = None) -> bool:
     """Exact labelled isomorphism: node labels equal, edge multiplicities equal, and input
     positions equal on ordered ops."""
     import networkx as nx
 
+    reg = resolve_registry(registry)
     if a is b:
         return True
     if len(a.nodes) != len(b.nodes) or len(a.edges) != len(b.edges):
         return False
-    if sorted(_entry(n)[1] for n in a.nodes) != sorted(_entry(n)[1] for n in b.nodes):
+    if sorted(_entry(n, reg)[1] for n in a.nodes) != sorted(_entry(n, reg)[1] for n in b.nodes):
         return False
-    return nx.is_isomorphic(_nx_graph(a), _nx_graph(b), node_match=_node_match, edge_match=_edge_match)
+    return nx.is_isomorphic(_nx_graph(a, reg), _nx_graph(b, reg), node_match=_node_match, edge_match=_edge_match)
 
 
-def same_block(a: Block, b: Block) -> bool:
+def same_block(a: Block, b: Block, registry: Registry | None = None) -> bool:
     """Equal canonical hashes, confirmed by exact isomorphism."""
-    return canonical_hash(a) == canonical_hash(b) and is_isomorphic(a, b)
+    return (canonical_hash(a, registry=registry) == canonical_hash(b, registry=registry)
+            and is_isomorphic(a, b, registry))

@@ -6,10 +6,10 @@ from typing import Any
 
 from .dims import Dim
 from .errors import ErrorCode as E, Issue, issue
-from .expr import Expr
+from .expr import MAX_INT, Expr
 from .ir import Block, Node
-from .registry import REQUIRED, Ctx, OpSpec, Param, lookup
-from .shapes import ShapeError, TShape, input_shape
+from .registry import REQUIRED, Ctx, OpSpec, Param, Registry, param_signature, resolve_registry
+from .shapes import ShapeError, input_shape
 
 
 def named_values(node: Node, spec: OpSpec) -> dict[str, Any]:
@@ -45,7 +45,7 @@ def param_issues(node: Node, spec: OpSpec) -> list[Issue]:
     for p in spec.params:
         if p.required and p.name not in values:
             out.append(issue(node.id, E.MISSING_PARAM, f"{spec.name} needs parameter {p.name!r} "
-                                                       f"(parameters: {_signature(spec)})"))
+                                                       f"(parameters: {param_signature(spec) or 'none'})"))
     for name, v in values.items():
         for e in _exprs(v):
             bad = e.symbols - spec.symbols
@@ -53,10 +53,6 @@ def param_issues(node: Node, spec: OpSpec) -> list[Issue]:
                 out.append(issue(node.id, E.BAD_PARAM, f"{spec.name}: {name}={e.text} uses {', '.join(sorted(bad))}; "
                                                        f"{spec.name} parameters may use only {', '.join(sorted(spec.symbols))}"))
     return out
-
-
-def _signature(spec: OpSpec) -> str:
-    return ", ".join(p.name if p.required else f"{p.name}={p.default}" for p in spec.params) or "none"
 
 
 def _exprs(v):
@@ -92,7 +88,12 @@ def _as_dim(spec, p, v, env, width) -> Dim:
         d = v.evaluate(env)
     except ZeroDivisionError:
         raise ShapeError(E.BAD_PARAM, f"{spec.name}: {p.name}={v.text} divides by zero") from None
-    return d if isinstance(d, Dim) else Dim.const(d, width)
+    d = d if isinstance(d, Dim) else Dim.const(d, width)
+    big = [x for x in d.vals if abs(x) > MAX_INT]
+    if big:
+        raise ShapeError(E.BAD_PARAM, f"{spec.name}: {p.name}={v.text} evaluates to {big[0]}, which is out of range "
+                                      f"(|value| <= {MAX_INT:,})")
+    return d
 
 
 def _const(spec, p, v, env, width, minimum) -> int:
@@ -169,14 +170,16 @@ def topo_order(block: Block) -> list[int] | None:
     return order if len(order) == len(block.nodes) else None
 
 
-def infer(block: Block, env: dict[str, Dim], order: list[int]) -> tuple[dict[int, Ctx], list[Issue]]:
+def infer(block: Block, env: dict[str, Dim], order: list[int],
+          registry: Registry | None = None) -> tuple[dict[int, Ctx], list[Issue]]:
     """Run shape rules in `order`; a node whose inputs failed is skipped, not reported again."""
+    reg = resolve_registry(registry)
     ctxs: dict[int, Ctx] = {}
     issues: list[Issue] = []
     nodes = block.node_map
     for nid in order:
         node = nodes[nid]
-        spec = lookup(node.op)
+        spec = reg.lookup(node.op)
         srcs = block.inputs.get(nid, [])
         if spec is None or any(s not in ctxs for s in srcs):
             continue
@@ -190,8 +193,3 @@ def infer(block: Block, env: dict[str, Dim], order: list[int]) -> tuple[dict[int
             continue
         ctxs[nid] = ctx
     return ctxs, issues
-
-
-def output_shape(ctxs: dict[int, Ctx], block: Block) -> TShape | None:
-    out = [n.id for n in block.nodes if n.op.lower() == "output"]
-    return ctxs[out[0]].out if out and out[0] in ctxs else None

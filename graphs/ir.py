@@ -14,6 +14,9 @@ from .expr import ExprError, Value, parse_value, show_value
 
 KINDS = ("base", "stem", "downsample")
 MAX_TEXT = 200_000
+# Node ids are 0..MAX_NODE_ID: they name modules (`s1c0_n12`) in compiled and exported networks, so a
+# negative or unbounded id would not be a Python identifier there.
+MAX_NODE_ID = 9999
 
 
 @dataclass(frozen=True)
@@ -111,8 +114,37 @@ def split_top(text: str) -> list[str]:
     return parts
 
 
+def node_id_issue(nid: int, where: str = "") -> Issue | None:
+    """An issue when a node id is outside 0..MAX_NODE_ID."""
+    if 0 <= nid <= MAX_NODE_ID:
+        return None
+    # node=None: the record's node field holds only ids that can be nodes.
+    return Issue(node=None, code=ErrorCode.BAD_NODE_ID,
+                 message=f"{where}node id {nid} is out of range; node ids are integers 0..{MAX_NODE_ID}")
+
+
+def _read_id(text: str, lineno: int, fatal: list[Issue]) -> int | None:
+    """A node id from the text, or None (with an issue) when it is out of range. Long digit strings
+    are refused before int(): Python will not convert more than 4,300 digits."""
+    s = text.strip()
+    if len(s.lstrip("-").lstrip("0")) > len(str(MAX_NODE_ID)):
+        shown = s if len(s) <= 20 else s[:20] + "..."
+        fatal.append(Issue(node=None, code=ErrorCode.BAD_NODE_ID, message=f"line {lineno}: node id {shown} is out "
+                                                                          f"of range; node ids are integers 0..{MAX_NODE_ID}"))
+        return None
+    nid = int(text)
+    bad = node_id_issue(nid, f"line {lineno}: ")
+    if bad is not None:
+        fatal.append(bad)
+        return None
+    return nid
+
+
 def parse_op(text: str, node_id: int = 0) -> tuple[Node, list[Issue]]:
     """Read `Op` or `Op(k=v,...)` into a node; bad values become issues, not exceptions."""
+    bad = node_id_issue(node_id)
+    if bad is not None:
+        raise BlockError([bad])
     m = _NODE.match(f"{node_id}:{text.strip()}")
     if not m:
         raise BlockError([issue(node_id, ErrorCode.SYNTAX,
@@ -146,7 +178,7 @@ def _node_from_match(nid: int, op: str, body: str | None) -> tuple[Node, list[Is
                         continue
                     args.append(parse_value(part))
             except ExprError as exc:
-                issues.append(issue(nid, ErrorCode.BAD_PARAM, f"{op}: {exc}"))
+                issues.append(issue(nid, ErrorCode.BAD_PARAM, f"{op}: {km.group(1) + ': ' if km else ''}{exc}"))
     return Node(nid, op, tuple(params), tuple(args)), issues
 
 
@@ -191,12 +223,15 @@ def _parse_lines(name: str, lines: list[tuple[int, str]]) -> Block:
     for lineno, line in lines:
         e = _EDGE.match(line)
         if e:
-            dst = int(e.group(2))
-            edges.extend((int(s), dst) for s in e.group(1).split(","))
+            ends = [_read_id(x, lineno, fatal) for x in e.group(1).split(",") + [e.group(2)]]
+            if None not in ends:
+                edges.extend((s, ends[-1]) for s in ends[:-1])
             continue
         m = _NODE.match(line)
         if m:
-            nid = int(m.group(1))
+            nid = _read_id(m.group(1), lineno, fatal)
+            if nid is None:
+                continue
             if nid in nodes:
                 fatal.append(issue(nid, ErrorCode.DUPLICATE_NODE,
                                    f"line {lineno}: node {nid} is defined twice ({nodes[nid].op} and {m.group(2)})"))
@@ -240,26 +275,26 @@ def parse(text: str) -> Block | Architecture:
                             message=f"expected one block or three sections (base, stem, downsample); found {len(blocks)}")])
 
 
-def format_op(node: Node) -> str:
-    """`Op(k=v,...)` in canonical form: registry spelling, defaults dropped, schema order."""
-    from .registry import canonical_params  # registry depends on ir; imported late to keep ir standalone
+def format_op(node: Node, registry=None) -> str:
+    """`Op(k=v,...)` in canonical form: registry spelling, defaults dropped, schema order.
+    `registry`: a graphs.registry.Registry (None: the built-in one)."""
+    from .registry import canonical_params, lookup  # registry depends on ir; imported late to keep ir standalone
 
-    from .registry import lookup
-
-    op, params = canonical_params(node)
+    op, params = canonical_params(node, registry)
     if not params:
         return op
-    spec = lookup(op)
+    spec = lookup(op, registry)
     if spec is not None and spec.varargs and [k for k, _ in params] == [spec.varargs]:
         vals = params[0][1] if isinstance(params[0][1], tuple) else (params[0][1],)
         return f"{op}(" + ",".join(show_value(v) for v in vals) + ")"  # NADER writes permute(0,2,3,1)
     return f"{op}(" + ",".join(f"{k}={show_value(v)}" for k, v in params) + ")"
 
 
-def print_block(block: Block) -> str:
-    """Canonical text: nodes sorted by id, then edges grouped by target in input order."""
+def print_block(block: Block, registry=None) -> str:
+    """Canonical text: nodes sorted by id, then edges grouped by target in input order.
+    `registry`: a graphs.registry.Registry for the canonical op spelling (None: the built-in one)."""
     lines = [f"##{block.name}##"]
-    lines += [f"{n.id}:{format_op(n)}" for n in sorted(block.nodes, key=lambda n: n.id)]
+    lines += [f"{n.id}:{format_op(n, registry)}" for n in sorted(block.nodes, key=lambda n: n.id)]
     from .infer import topo_order  # late: infer imports the registry, which imports this module
 
     ins = block.inputs

@@ -1,10 +1,18 @@
-"""The op registry: for each operation its parameter schema, input arity, shape rule, cost rules and
-PyTorch builder. Adding an op is adding one `OpSpec` to `_SPECS`; nothing else changes.
+"""The op registry: for each operation its parameter schema, input arity, shape rule, cost rules,
+the PyTorch module class it builds and that module's arguments, and a one-line description.
+
+Adding an op is adding one `OpSpec` to `_SPECS`; nothing else changes: the validator, cost model,
+hash, compiler, source export and the op list shown to agents (`op_catalog`) all read the table.
+`DEFAULT_REGISTRY` is built from `_SPECS`; `Registry.extended` gives a new registry with more ops
+(for a plug-in or a test) without touching the default one, and every consumer takes a `registry`
+argument (None: the default).
 """
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any, Callable
+from functools import cached_property
+from types import MappingProxyType
+from typing import Any, Callable, Iterable, Mapping, Union
 
 from .dims import Dim
 from .errors import ErrorCode as E
@@ -19,11 +27,23 @@ _CH = frozenset({"C", "dim"})
 _WITH_B = frozenset({"B", "C", "dim"})
 _ALL = frozenset({"B", "C", "dim", "H", "W"})
 
+# What each parameter kind accepts, as an agent reads it.
+KIND_HELP: Mapping[str, str] = MappingProxyType({
+    "channels": "an integer or an expression in C and dim with + - * / ( )",
+    "int": "an integer",
+    "pair": "an integer or a pair (h,w)",
+    "bool": "True or False",
+    "float": "a number in [0, 1)",
+    "axis": "one axis index (negative counts from the end)",
+    "axes": "an axis index or a tuple of them",
+    "shape": "sizes, as expressions in the op's symbols",
+})
+
 
 @dataclass(frozen=True)
 class Param:
     name: str
-    kind: str  # channels | int | pair | bool | float | axis | axes | shape
+    kind: str  # one of KIND_HELP
     default: Any = REQUIRED
     minimum: int | None = 1  # for int and pair kinds
 
@@ -32,14 +52,36 @@ class Param:
         return self.default is REQUIRED
 
 
-@dataclass(frozen=True)
-class ModuleSpec:
-    """What to build for one node: a class name from the whitelist and its arguments. The same spec
-    instantiates the module and prints its constructor in exported source."""
+# The module class an op builds: "nn.Name" (torch.nn), "Name" (graphs.torch_ops), or a class object
+# (an op defined outside graphs; its source must import only torch, since export embeds it verbatim).
+ModuleRef = Union[str, type]
 
-    cls: str
+
+@dataclass(frozen=True)
+class ModuleArgs:
+    """Constructor arguments of one node's module (what an OpSpec's `build` returns)."""
+
     args: tuple = ()
     kwargs: tuple[tuple[str, Any], ...] = ()
+
+
+def module_args(*args: Any, **kwargs: Any) -> ModuleArgs:
+    return ModuleArgs(args, tuple(kwargs.items()))
+
+
+@dataclass(frozen=True)
+class ModuleSpec:
+    """What to build for one node: the registry's module class and its arguments. The same spec
+    instantiates the module and prints its constructor in exported source."""
+
+    cls: ModuleRef
+    args: tuple = ()
+    kwargs: tuple[tuple[str, Any], ...] = ()
+
+    @property
+    def source_name(self) -> str:
+        """How exported source spells the class: `nn.Conv2d`, `AddN`, or a custom class's name."""
+        return self.cls if isinstance(self.cls, str) else self.cls.__name__
 
 
 @dataclass
@@ -66,6 +108,9 @@ class Ctx:
 
 @dataclass(frozen=True)
 class OpSpec:
+    """One operation. `module` is the class its nodes build (None only for `input` and `output`);
+    `build` gives that class's arguments for one node; `doc` is the one line agents read."""
+
     name: str
     params: tuple[Param, ...] = ()
     arity: tuple[int, int | None] = (1, 1)
@@ -75,12 +120,18 @@ class OpSpec:
     shape: Callable[[Ctx], TShape] = field(default=lambda c: c.ins[0])
     n_params: Callable[[Ctx], int] = field(default=lambda c: 0)
     macs: Callable[[Ctx], int] = field(default=lambda c: 0)
-    build: Callable[[Ctx], ModuleSpec | None] = field(default=lambda c: None)
+    module: ModuleRef | None = None
+    build: Callable[[Ctx], ModuleArgs] = field(default=lambda c: ModuleArgs())
     doc: str = ""
 
     @property
     def param_names(self) -> tuple[str, ...]:
         return tuple(p.name for p in self.params)
+
+    def module_spec(self, ctx: Ctx) -> ModuleSpec:
+        """The module one node of this op builds (the class always comes from the registry entry)."""
+        a = self.build(ctx)
+        return ModuleSpec(self.module, a.args, a.kwargs)
 
 
 # ---------------------------------------------------------------- shape helpers
@@ -160,11 +211,11 @@ def _conv_macs(c: Ctx) -> int:
     return c.out.numel() * (c.ins[0].dims[1].value // c.p["groups"].value) * kh * kw
 
 
-def _conv_build(c: Ctx) -> ModuleSpec:
+def _conv_build(c: Ctx) -> ModuleArgs:
     _, _, pad = _spatial(c, c.p["kernel_size"], c.p["stride"], c.p["dilation"])
-    return ModuleSpec("nn.Conv2d", (c.ins[0].dims[1].value, c.p["out_channels"].value),
-                      (("kernel_size", c.p["kernel_size"]), ("stride", c.p["stride"]), ("padding", pad),
-                       ("dilation", c.p["dilation"]), ("groups", c.p["groups"].value), ("bias", c.p["bias"])))
+    return module_args(c.ins[0].dims[1].value, c.p["out_channels"].value, kernel_size=c.p["kernel_size"],
+                       stride=c.p["stride"], padding=pad, dilation=c.p["dilation"], groups=c.p["groups"].value,
+                       bias=c.p["bias"])
 
 
 def _linear_shape(c: Ctx) -> TShape:
@@ -180,13 +231,13 @@ def _pool_shape(c: Ctx) -> TShape:
     return TShape(x.dims[:2] + (h, w), x.tags)
 
 
-def _pool_build(cls: str) -> Callable[[Ctx], ModuleSpec]:
-    def build(c: Ctx) -> ModuleSpec:
+def _pool_build(average: bool) -> Callable[[Ctx], ModuleArgs]:
+    def build(c: Ctx) -> ModuleArgs:
         _, _, pad = _spatial(c, c.p["kernel_size"], c.p["stride"])
-        kw = [("kernel_size", c.p["kernel_size"]), ("stride", c.p["stride"]), ("padding", pad)]
-        if cls == "nn.AvgPool2d":
-            kw.append(("count_include_pad", False))  # NB201 semantics: padding is not averaged
-        return ModuleSpec(cls, (), tuple(kw))
+        kw = dict(kernel_size=c.p["kernel_size"], stride=c.p["stride"], padding=pad)
+        if average:
+            kw["count_include_pad"] = False  # NB201 semantics: padding is not averaged
+        return module_args(**kw)
     return build
 
 
@@ -340,82 +391,239 @@ def _linear_in_b(c: Ctx, dims) -> tuple[tuple[int, int], ...]:
     return tuple(out)
 
 
-def _spec(cls: str, *args, **kwargs) -> Callable[[Ctx], ModuleSpec]:
-    return lambda c: ModuleSpec(cls, args, tuple(kwargs.items()))
-
-
 _K = Param("kernel_size", "pair")
 _SPECS: tuple[OpSpec, ...] = (
-    OpSpec("input", arity=(0, 0), doc="block input"),
-    OpSpec("output", doc="block output"),
+    OpSpec("input", arity=(0, 0), doc="the block's input (B,C,H,W); exactly one per block, by convention node 0"),
+    OpSpec("output", doc="the block's output; exactly one input, whose shape the block kind fixes; "
+                         "by convention node 1"),
     OpSpec("Conv2d", (Param("out_channels", "channels"), _K, Param("stride", "pair", 1),
                       Param("dilation", "pair", 1), Param("groups", "channels", 1), Param("bias", "bool", True)),
-           shape=_conv_shape, n_params=_conv_params, macs=_conv_macs, build=_conv_build,
-           doc="2-D convolution, 'same' padding; H,W -> H/stride"),
+           shape=_conv_shape, n_params=_conv_params, macs=_conv_macs, module="nn.Conv2d", build=_conv_build,
+           doc="2-D convolution with 'same' padding: (B,C,H,W) -> (B,out_channels,H/stride,W/stride); "
+               "groups must divide C and out_channels (groups=C with out_channels=C is depthwise)"),
     OpSpec("Linear", (Param("out_features", "channels"), Param("bias", "bool", True)), shape=_linear_shape,
            n_params=lambda c: c.ins[0].dims[-1].value * c.p["out_features"].value
            + (c.p["out_features"].value if c.p["bias"] else 0),
-           macs=lambda c: c.ins[0].dims[-1].value * c.out.numel(),
-           build=lambda c: ModuleSpec("nn.Linear", (c.ins[0].dims[-1].value, c.p["out_features"].value),
-                                      (("bias", c.p["bias"]),)),
-           doc="linear map of the last (channel) dimension"),
+           macs=lambda c: c.ins[0].dims[-1].value * c.out.numel(), module="nn.Linear",
+           build=lambda c: module_args(c.ins[0].dims[-1].value, c.p["out_features"].value, bias=c.p["bias"]),
+           doc="linear map of the last dimension, which must be channels (permute(0,2,3,1) first): "
+               "(...,C) -> (...,out_features)"),
     OpSpec("AvgPool2d", (_K, Param("stride", "pair", 1)), shape=_pool_shape, macs=lambda c: c.out.numel(),
-           build=_pool_build("nn.AvgPool2d"), doc="average pool, 'same' padding, padding excluded"),
-    OpSpec("MaxPool2d", (_K, Param("stride", "pair", 1)), shape=_pool_shape, build=_pool_build("nn.MaxPool2d"),
-           doc="max pool, 'same' padding"),
+           module="nn.AvgPool2d", build=_pool_build(average=True),
+           doc="average pool with 'same' padding (padding not averaged): H,W -> H/stride,W/stride; channels kept"),
+    OpSpec("MaxPool2d", (_K, Param("stride", "pair", 1)), shape=_pool_shape, module="nn.MaxPool2d",
+           build=_pool_build(average=False),
+           doc="max pool with 'same' padding: H,W -> H/stride,W/stride; channels kept"),
     OpSpec("AdaptiveAvgPool2d", (Param("output_size", "pair"),), shape=_adaptive_shape, macs=_adaptive_avg_macs,
-           build=lambda c: ModuleSpec("nn.AdaptiveAvgPool2d", (c.p["output_size"],)), doc="adaptive average pool"),
+           module="nn.AdaptiveAvgPool2d", build=lambda c: module_args(c.p["output_size"]),
+           doc="average pool of the last two dims to output_size, e.g. output_size=1 -> (B,C,1,1)"),
     OpSpec("AdaptiveMaxPool2d", (Param("output_size", "pair"),), shape=_adaptive_shape,
-           build=lambda c: ModuleSpec("nn.AdaptiveMaxPool2d", (c.p["output_size"],)), doc="adaptive max pool"),
-    OpSpec("ReLU", build=_spec("nn.ReLU"), doc="rectifier"),
-    OpSpec("GELU", build=_spec("nn.GELU"), doc="Gaussian error linear unit"),
-    OpSpec("Sigmoid", build=_spec("nn.Sigmoid"), doc="logistic gate"),
+           module="nn.AdaptiveMaxPool2d", build=lambda c: module_args(c.p["output_size"]),
+           doc="max pool of the last two dims to output_size, e.g. output_size=1 -> (B,C,1,1)"),
+    OpSpec("ReLU", module="nn.ReLU", doc="max(x, 0) elementwise; shape unchanged"),
+    OpSpec("GELU", module="nn.GELU", doc="Gaussian error linear unit, elementwise; shape unchanged"),
+    OpSpec("Sigmoid", module="nn.Sigmoid", doc="logistic function elementwise, values in (0,1) (for gates); "
+                                              "shape unchanged"),
     OpSpec("BN", shape=_channels_first, n_params=lambda c: 2 * c.ins[0].dims[1].value,
-           macs=lambda c: 4 * c.ins[0].numel(),
-           build=lambda c: ModuleSpec("nn.BatchNorm2d", (c.ins[0].dims[1].value,)), doc="BatchNorm2d over channels"),
+           macs=lambda c: 4 * c.ins[0].numel(), module="nn.BatchNorm2d",
+           build=lambda c: module_args(c.ins[0].dims[1].value),
+           doc="BatchNorm2d over the channels of a (B,C,H,W) input; shape unchanged"),
     OpSpec("LN", shape=_channels_last, n_params=lambda c: 2 * c.ins[0].dims[-1].value,
-           macs=lambda c: 2 * c.ins[0].numel(),
-           build=lambda c: ModuleSpec("nn.LayerNorm", (c.ins[0].dims[-1].value,)),
-           doc="LayerNorm over the last (channel) dimension"),
-    OpSpec("Add", arity=(2, None), shape=_broadcast, build=_spec("AddN"), doc="sum of inputs (broadcasting)"),
-    OpSpec("Mul", arity=(2, None), shape=_broadcast, build=_spec("MulN"), doc="product of inputs (broadcasting)"),
+           macs=lambda c: 2 * c.ins[0].numel(), module="nn.LayerNorm",
+           build=lambda c: module_args(c.ins[0].dims[-1].value),
+           doc="LayerNorm over the last dimension, which must be channels (permute(0,2,3,1) first); shape unchanged"),
+    OpSpec("Add", arity=(2, None), shape=_broadcast, module="AddN",
+           doc="elementwise sum of 2 or more inputs of equal shape (size-1 dims broadcast)"),
+    OpSpec("Mul", arity=(2, None), shape=_broadcast, module="MulN",
+           doc="elementwise product of 2 or more inputs of equal shape (size-1 dims broadcast), e.g. a gate"),
     OpSpec("multiply", arity=(2, 2), ordered=True, shape=_matmul_shape,
-           macs=lambda c: c.out.numel() * c.ins[0].dims[-1].value, build=_spec("MatMul"),
-           doc="matrix product of two inputs, in order"),
+           macs=lambda c: c.out.numel() * c.ins[0].dims[-1].value, module="MatMul",
+           doc="matrix product of exactly 2 inputs in edge order: (...,n,k) @ (...,k,m) -> (...,n,m)"),
     OpSpec("concat", (Param("dim", "axis", 1),), arity=(2, None), ordered=True, shape=_concat_shape,
-           build=lambda c: ModuleSpec("Concat", (c.p["dim"],)), doc="concatenate inputs in order"),
-    OpSpec("mean", (Param("dim", "axes"),), shape=_reduce_shape,
-           build=lambda c: ModuleSpec("Reduce", ("mean", c.p["dim"])), doc="mean over dims, keeping them"),
-    OpSpec("sum", (Param("dim", "axes"),), shape=_reduce_shape,
-           build=lambda c: ModuleSpec("Reduce", ("sum", c.p["dim"])), doc="sum over dims, keeping them"),
-    OpSpec("max", (Param("dim", "axes"),), shape=_reduce_shape,
-           build=lambda c: ModuleSpec("Reduce", ("amax", c.p["dim"])), doc="max values over dims, keeping them"),
-    OpSpec("softmax", (Param("dim", "axis", -1),), shape=_softmax_shape,
-           build=lambda c: ModuleSpec("nn.Softmax", (), (("dim", c.p["dim"]),)), doc="softmax along dim"),
+           module="Concat", build=lambda c: module_args(c.p["dim"]),
+           doc="concatenate 2 or more inputs in edge order along dim (default 1, the channels)"),
+    OpSpec("mean", (Param("dim", "axes"),), shape=_reduce_shape, module="Reduce",
+           build=lambda c: module_args("mean", c.p["dim"]),
+           doc="mean over dim (an axis or a tuple), keeping them as size 1, e.g. mean(dim=(2,3)) -> (B,C,1,1)"),
+    OpSpec("sum", (Param("dim", "axes"),), shape=_reduce_shape, module="Reduce",
+           build=lambda c: module_args("sum", c.p["dim"]),
+           doc="sum over dim (an axis or a tuple), keeping them as size 1"),
+    OpSpec("max", (Param("dim", "axes"),), shape=_reduce_shape, module="Reduce",
+           build=lambda c: module_args("amax", c.p["dim"]),
+           doc="maximum over dim (an axis or a tuple), keeping them as size 1; values only"),
+    OpSpec("softmax", (Param("dim", "axis", -1),), shape=_softmax_shape, module="nn.Softmax",
+           build=lambda c: module_args(dim=c.p["dim"]), doc="softmax along dim (default -1); shape unchanged"),
     OpSpec("permute", (Param("dims", "axes"),), varargs="dims", symbols=_WITH_B, shape=_permute_shape,
-           build=lambda c: ModuleSpec("Permute", (c.p["dims"],)), doc="reorder axes"),
+           module="Permute", build=lambda c: module_args(c.p["dims"]),
+           doc="reorder the axes, e.g. permute(0,2,3,1) makes (B,C,H,W) channels-last and permute(0,3,1,2) undoes it"),
     OpSpec("repeat", (Param("sizes", "shape"),), varargs="sizes", symbols=_WITH_B, shape=_repeat_shape,
-           build=lambda c: ModuleSpec("Repeat", (_linear_in_b(c, c.p["sizes"]),)), doc="tile along axes"),
+           module="Repeat", build=lambda c: module_args(_linear_in_b(c, c.p["sizes"])),
+           doc="tile the input: repeat(s0,s1,...) multiplies each dim by its size (sizes in B, C, dim)"),
     OpSpec("reshape", (Param("shape", "shape"),), varargs="shape", symbols=_ALL, shape=_reshape_shape,
-           build=lambda c: ModuleSpec("Reshape", (_linear_in_b(c, c.out.dims),)), doc="reshape (sizes in B,C,dim,H,W)"),
-    OpSpec("DropPath", (Param("p", "float", 0.0),), build=lambda c: ModuleSpec("DropPath", (c.p["p"],)),
-           doc="stochastic depth: drops the whole sample's path in training"),
+           module="Reshape", build=lambda c: module_args(_linear_in_b(c, c.out.dims)),
+           doc="reshape to sizes in B, C, dim, H, W (one may be -1), e.g. reshape(B,C,H*W); element count kept"),
+    OpSpec("DropPath", (Param("p", "float", 0.0),), module="DropPath", build=lambda c: module_args(c.p["p"]),
+           doc="stochastic depth: in training zeroes a sample's whole path with probability p; identity at eval"),
     # Not in NADER's vocabulary: needed so that NB201 cells whose output gets only `none` edges are blocks.
-    OpSpec("zero", build=_spec("Zero"), doc="all-zero tensor of the input's shape"),
+    OpSpec("zero", module="Zero", doc="an all-zero tensor of the input's shape (cuts a path, NB201's 'none')"),
 )
 
-OPS: dict[str, OpSpec] = {s.name.lower(): s for s in _SPECS}
+
+class RegistryError(ValueError):
+    """A registry table that cannot work: duplicate names, an op without a module class, and the like."""
 
 
-def lookup(op: str) -> OpSpec | None:
+_STRUCTURAL = ("input", "output")
+
+
+class Registry:
+    """An immutable op table: lookup by name (case-insensitive, as in NADER), the allowed module
+    classes, and extension into a new registry. Built from `_SPECS` for the default."""
+
+    def __init__(self, specs: Iterable[OpSpec]):
+        self.specs: tuple[OpSpec, ...] = tuple(specs)
+        by_name: dict[str, OpSpec] = {}
+        for s in self.specs:
+            _check_spec(s)
+            key = s.name.lower()
+            if key in by_name:
+                raise RegistryError(f"op {s.name!r} is registered twice (names match case-insensitively)")
+            by_name[key] = s
+        for role in _STRUCTURAL:
+            if role not in by_name:
+                raise RegistryError(f"a registry needs the {role!r} op; registered: {', '.join(by_name)}")
+        self.ops: Mapping[str, OpSpec] = MappingProxyType(by_name)
+
+    def lookup(self, op: str) -> OpSpec | None:
+        return self.ops.get(op.lower())
+
+    @property
+    def names(self) -> tuple[str, ...]:
+        """Registry spellings, in table order."""
+        return tuple(s.name for s in self.specs)
+
+    @cached_property
+    def module_refs(self) -> frozenset:
+        """The only module classes a compiled block may instantiate: those the entries name."""
+        return frozenset(s.module for s in self.specs if s.module is not None)
+
+    def extended(self, *specs: OpSpec) -> "Registry":
+        """A new registry with these ops added; one with an existing name replaces that entry in place."""
+        new = {s.name.lower(): s for s in specs}
+        kept = [new.pop(s.name.lower(), s) for s in self.specs]
+        return Registry(kept + list(new.values()))
+
+    def __repr__(self) -> str:
+        return f"Registry({len(self.specs)} ops)"
+
+
+def _check_spec(s: OpSpec) -> None:
+    if not (isinstance(s.name, str) and s.name.isidentifier()):
+        raise RegistryError(f"op name {s.name!r} must be an identifier (letters, digits, _)")
+    if s.module is None and s.name.lower() not in _STRUCTURAL:
+        raise RegistryError(f"op {s.name!r} names no module class (module=...); only input and output build nothing")
+    if not isinstance(s.module, (str, type, type(None))):
+        raise RegistryError(f"op {s.name!r}: module must be 'nn.Name', a graphs.torch_ops class name or a class, "
+                            f"got {type(s.module).__name__}")
+    if not s.doc or "\n" in s.doc:
+        raise RegistryError(f"op {s.name!r} needs a one-line doc (what it does, as an agent needs to know it)")
+    names = s.param_names
+    if len(set(names)) != len(names):
+        raise RegistryError(f"op {s.name!r} repeats a parameter name: {', '.join(names)}")
+    for p in s.params:
+        if p.kind not in KIND_HELP:
+            raise RegistryError(f"op {s.name!r}: parameter {p.name!r} has kind {p.kind!r}; "
+                                f"valid kinds: {', '.join(KIND_HELP)}")
+    if s.varargs is not None and s.varargs not in names:
+        raise RegistryError(f"op {s.name!r}: varargs={s.varargs!r} is not one of its parameters ({', '.join(names)})")
+
+
+DEFAULT_REGISTRY = Registry(_SPECS)
+OPS: Mapping[str, OpSpec] = DEFAULT_REGISTRY.ops
+
+
+def resolve_registry(registry: Registry | None) -> Registry:
+    """The registry a caller asked for; None means the built-in one."""
+    return DEFAULT_REGISTRY if registry is None else registry
+
+
+def lookup(op: str, registry: Registry | None = None) -> OpSpec | None:
     """Ops match case-insensitively, as in NADER."""
-    return OPS.get(op.lower())
+    return resolve_registry(registry).lookup(op)
 
 
-def canonical_params(node: Node) -> tuple[str, list[tuple[str, Value]]]:
+# ---------------------------------------------------------------- what agents read
+
+@dataclass(frozen=True)
+class ParamDoc:
+    name: str
+    kind: str
+    default: str | None  # as the text format writes it; None when the parameter is required
+    help: str  # what the kind accepts
+
+    @property
+    def required(self) -> bool:
+        return self.default is None
+
+
+@dataclass(frozen=True)
+class OpDoc:
+    """One op as the prompts list it: `signature` like
+    "Conv2d(out_channels, kernel_size, stride=1, dilation=1, groups=1, bias=True)"."""
+
+    name: str
+    signature: str
+    doc: str
+    arity: tuple[int, int | None]
+    inputs: str  # the arity in words, e.g. "2 or more inputs, in edge order"
+    params: tuple[ParamDoc, ...]
+
+
+def _show_default(v: Any) -> str:
+    from .expr import show_value
+    return show_value(v) if isinstance(v, (bool, tuple, Expr)) else str(v)
+
+
+def param_signature(spec: OpSpec) -> str:
+    """`out_channels, kernel_size, stride=1, ...`; a varargs parameter is shown as `*name`."""
+    parts = []
+    for p in spec.params:
+        shown = f"*{p.name}" if p.name == spec.varargs else p.name
+        parts.append(shown if p.required else f"{shown}={_show_default(p.default)}")
+    return ", ".join(parts)
+
+
+def _inputs_text(spec: OpSpec) -> str:
+    lo, hi = spec.arity
+    if hi == 0:
+        return "no inputs"
+    if lo == hi:
+        text = f"exactly {lo} input{'s' if lo != 1 else ''}"
+    elif hi is None:
+        text = f"{lo} or more inputs"
+    else:
+        text = f"{lo} to {hi} inputs"
+    return text + (", in edge order" if spec.ordered else "")
+
+
+def op_catalog(registry: Registry | None = None, *, include_io: bool = False) -> list[OpDoc]:
+    """Every op of the registry in table order, as agents should read it (the prompts render this).
+    `input` and `output` are left out unless include_io: they are the block's ends, not ops to add."""
+    out = []
+    for s in resolve_registry(registry).specs:
+        if s.name.lower() in _STRUCTURAL and not include_io:
+            continue
+        sig = param_signature(s)
+        params = tuple(ParamDoc(p.name, p.kind, None if p.required else _show_default(p.default), KIND_HELP[p.kind])
+                       for p in s.params)
+        out.append(OpDoc(s.name, f"{s.name}({sig})" if sig else s.name, s.doc, s.arity, _inputs_text(s), params))
+    return out
+
+
+def canonical_params(node: Node, registry: Registry | None = None) -> tuple[str, list[tuple[str, Value]]]:
     """Registry spelling of the op and its parameters in schema order, defaults dropped,
     single-value pairs shown as one int. Unknown ops and parameters pass through unchanged."""
-    spec = lookup(node.op)
+    spec = lookup(node.op, registry)
     if spec is None:
         return node.op, list(node.params) + [(f"_{i}", a) for i, a in enumerate(node.args)]
     given = dict(node.params)

@@ -1,5 +1,6 @@
-"""PyTorch modules for the ops that torch.nn lacks as modules. This file imports only torch:
-exported model sources embed these classes verbatim, so they must stand alone."""
+"""PyTorch modules for the ops that torch.nn lacks as modules; registry entries name them
+(`module="AddN"`). This file imports only torch: exported model sources embed these classes
+verbatim, so they must stand alone."""
 import torch
 from torch import nn
 
@@ -120,5 +121,3 @@ class Zero(nn.Module):
     def forward(self, x):
         return torch.zeros_like(x)
 
-
-CUSTOM = (AddN, MulN, MatMul, Concat, Reduce, Permute, Reshape, Repeat, DropPath, Zero)

@@ -386,10 +386,6 @@ class ModificationTree:
     def __repr__(self) -> str:
         return f"ModificationTree({len(self._nodes)} nodes)"
 
-    @property
-    def root_node(self) -> TreeNode:
-        return self.get(0)
-
     def children(self, node_id: int) -> list[TreeNode]:
         """Every child (any status) in id order."""
         self.get(node_id)

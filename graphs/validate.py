@@ -8,38 +8,41 @@ from __future__ import annotations
 
 from .errors import BlockError, ErrorCode as E, Issue, issue
 from .infer import infer, param_issues, topo_order
-from .ir import KINDS, Block, parse_block
-from .registry import OPS, lookup
+from .ir import KINDS, Block, node_id_issue, parse_block
+from .registry import Registry, resolve_registry
 from .shapes import TShape, validation_env
 
 
-def validate(block: Block | str, kind: str = "base") -> list[Issue]:
-    """All issues of a block (or block text) of the given kind; empty when it is valid."""
+def validate(block: Block | str, kind: str = "base", registry: Registry | None = None) -> list[Issue]:
+    """All issues of a block (or block text) of the given kind; empty when it is valid.
+    `registry`: the ops it may use (None: the built-in registry)."""
     try:
-        return _validate(block, kind)
+        return _validate(block, kind, resolve_registry(registry))
     except BlockError as exc:
         return exc.issues
     except Exception as exc:  # noqa: BLE001 - the contract is: only Issues come out
         return [Issue(node=None, code=E.SYNTAX, message=f"internal validator error on this input: {type(exc).__name__}: {exc}")]
 
 
-def check(block: Block | str, kind: str = "base") -> Block:
+def check(block: Block | str, kind: str = "base", registry: Registry | None = None) -> Block:
     """The block itself when valid, else BlockError with every issue."""
     if isinstance(block, str):
         block = parse_block(block)
-    issues = validate(block, kind)
+    issues = validate(block, kind, registry)
     if issues:
         raise BlockError(issues)
     return block
 
 
-def _validate(block: Block | str, kind: str) -> list[Issue]:
+def _validate(block: Block | str, kind: str, reg: Registry) -> list[Issue]:
     if kind not in KINDS:
         return [Issue(node=None, code=E.SECTIONS, message=f"unknown block kind {kind!r}; valid kinds: {', '.join(KINDS)}")]
     if isinstance(block, str):
         block = parse_block(block)
     issues: list[Issue] = list(block.read_issues)
     ids = {n.id for n in block.nodes}
+    # The parser refuses such ids; a block built in code is held to the same bound.
+    issues += [i for i in (node_id_issue(nid) for nid in sorted(ids)) if i is not None]
 
     for a, b in block.edges:
         for end in (a, b):
@@ -50,10 +53,10 @@ def _validate(block: Block | str, kind: str) -> list[Issue]:
             issues.append(issue(n.id, E.UNUSED_NODE, f"{n.op} has no consumers; connect it towards the output or remove it"))
 
     for n in block.nodes:
-        spec = lookup(n.op)
+        spec = reg.lookup(n.op)
         if spec is None:
             issues.append(issue(n.id, E.UNKNOWN_OP, f"unknown operation {n.op!r}; valid operations: "
-                                                   f"{', '.join(s.name for s in OPS.values())}"))
+                                                   f"{', '.join(reg.names)}"))
             continue
         issues += param_issues(n, spec)
         k = len(block.inputs.get(n.id, []))
@@ -81,7 +84,7 @@ def _validate(block: Block | str, kind: str) -> list[Issue]:
         return issues
 
     env = validation_env(kind)
-    ctxs, shape_issues = infer(block, env, order)
+    ctxs, shape_issues = infer(block, env, order, reg)
     issues += shape_issues
     out = next(n.id for n in block.nodes if n.op.lower() == "output")
     if not shape_issues and out in ctxs:

@@ -2,7 +2,7 @@
 
 It lets tests drive the real `OpenAIChatCompletionClient` (HTTP, JSON, auth, retries, errors) end to
 end without a network or a model: requests are turned back into AutoGen messages, the deterministic
-`OfflineDesignerClient` decides, and the answer goes out as an OpenAI `chat.completion`.
+`OfflineDesignerClient` of the role the system message names decides, and the answer goes out as an OpenAI `chat.completion`.
 
     with FakeOpenAIServer(seed=0, api_key="sk-test", faults={2: "429"}) as server:
         client = OpenAIChatCompletionClient(model="test-model", base_url=server.base_url, api_key="sk-test", ...)
@@ -11,8 +11,10 @@ Faults (by 1-based index of POST /v1/chat/completions, counting refused ones too
 index -> fault | None):
 "429" or ("429", seconds) -> rate limited with Retry-After; "500" -> server error; "drop" -> the
 connection closes without a response; "malformed" -> tool-call arguments truncated to invalid JSON (on the next answer that has tool calls);
-("slow", seconds) -> the answer comes after that long (a hung server, for timeouts); "echo-key" -> HTTP 400 whose
-message quotes the request's Authorization header, as careless servers do.
+("slow", seconds) -> the answer comes after that long (a hung server, for timeouts); "hang" -> no answer until
+the server stops, then the connection closes (a test can act while the request is in flight); "echo-key" ->
+HTTP 400 whose message quotes the request's Authorization header, as careless servers do.
+A request is recorded in `.requests` before its answer is sent, so whoever got an answer finds it there.
 Query strings are ignored, as real servers ignore unknown parameters.
 """
 from __future__ import annotations
@@ -29,6 +31,7 @@ from autogen_core import FunctionCall
 from autogen_core.models import (AssistantMessage, FunctionExecutionResult, FunctionExecutionResultMessage,
                                  SystemMessage, UserMessage)
 
+from agents import protocol
 from agents.offline.client import OfflineDesignerClient
 
 Fault = Any  # "429" | ("429", seconds) | "500" | "drop" | "malformed" | None
@@ -89,19 +92,22 @@ def _error(message: str, type_: str, code: str | None = None) -> dict:
 
 
 class FakeOpenAIServer:
-    """`.requests`: one dict per HTTP request (method, path, status or None if dropped, fault, body)."""
+    """`.requests`: one dict per answered HTTP request (method, path, status or None if dropped, fault,
+    authorization header, body); `.chat_requests`: chat requests received so far, in flight included."""
 
     def __init__(self, seed: int = 0, api_key: str | None = None,
                  faults: Mapping[int, Fault] | Callable[[int], Fault] | None = None):
         self.api_key, self.faults = api_key, faults or {}
-        self.policy = OfflineDesignerClient(seed=seed)
-        self._policy_lock = threading.Lock()  # one decision at a time: the policy counts its calls
+        self.seed = seed
+        self._policies: dict[str, OfflineDesignerClient] = {}  # one designer per role, as a run has
+        self._policy_lock = threading.Lock()  # one decision at a time: the policies count their calls
         self._lock = threading.Lock()
         self._requests: list[dict] = []
         self._chat_calls = self._completions = 0
         self.malformed_sent = 0
         self._malformed_pending = False  # a "malformed" that met a text answer waits for the next tool call
         self._httpd: ThreadingHTTPServer | None = None
+        self._stopping = threading.Event()  # releases "hang" requests
 
     def start(self) -> "FakeOpenAIServer":
         handler = type("Handler", (_Handler,), {"server_state": self})
@@ -113,6 +119,7 @@ class FakeOpenAIServer:
         return self
 
     def stop(self) -> None:
+        self._stopping.set()
         if self._httpd is not None:
             self._httpd.shutdown()
             self._httpd.server_close()
@@ -137,6 +144,20 @@ class FakeOpenAIServer:
         with self._lock:
             return [dict(r) for r in self._requests]
 
+    @property
+    def chat_requests(self) -> int:
+        with self._lock:
+            return self._chat_calls
+
+    def wait_for(self, condition: Callable[["FakeOpenAIServer"], bool], timeout_s: float = 60.0) -> None:
+        """Poll until `condition(self)` holds; TimeoutError naming what was seen if it does not."""
+        deadline = time.monotonic() + timeout_s
+        while not condition(self):
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"condition not met within {timeout_s}s: {self.chat_requests} chat requests, "
+                                   f"{len(self.requests)} answered")
+            time.sleep(0.02)
+
     def _record(self, **entry) -> None:
         with self._lock:
             self._requests.append(entry)
@@ -150,8 +171,13 @@ class FakeOpenAIServer:
     def complete(self, body: dict, malformed: bool = False) -> dict:
         messages = to_autogen(body.get("messages", []))
         tools = to_tool_schemas(body.get("tools"))
+        system = "\n".join(m.content for m in messages if isinstance(m, SystemMessage))
+        role = protocol.role_named(system)
+        if role is None:
+            raise ValueError("no system message names a role (You are the <Role>)")
         with self._policy_lock:
-            result = asyncio.run(self.policy.create(messages, tools=tools))
+            policy = self._policies.setdefault(role, OfflineDesignerClient(role=role, seed=self.seed))
+            result = asyncio.run(policy.create(messages, tools=tools))
             self._completions += 1
             index = self._completions  # ids count answers, never time or randomness
         calls = result.content if isinstance(result.content, list) else []
@@ -180,6 +206,9 @@ class _Handler(BaseHTTPRequestHandler):
         pass
 
     def _send(self, status: int | None, payload: dict, headers: Mapping[str, str] = {}, fault: Fault = None):
+        # Recorded before the answer goes out: a client that has its answer finds the request here.
+        self.server_state._record(method=self.command, path=self._path(), status=status, fault=fault,
+                                  authorization=self.headers.get("Authorization"), body=self.body)
         if status is None:  # "drop": close the connection without a word, as a crashed proxy would
             self.close_connection = True
         else:
@@ -192,7 +221,6 @@ class _Handler(BaseHTTPRequestHandler):
                 self.wfile.write(data)
             except (BrokenPipeError, ConnectionResetError):  # the client stopped waiting ("slow")
                 pass
-        self.server_state._record(method=self.command, path=self._path(), status=status, fault=fault, body=self.body)
 
     def _path(self) -> str:
         return urlsplit(self.path).path
@@ -227,6 +255,9 @@ class _Handler(BaseHTTPRequestHandler):
         # Faults that stand for a failed service come before the policy, so they consume none of its state.
         kind = fault[0] if isinstance(fault, tuple) else fault
         if kind == "drop":
+            return None, {}, {}
+        if kind == "hang":
+            self.server_state._stopping.wait()
             return None, {}, {}
         if kind == "echo-key":
             return 400, _error(f"Malformed header: {self.headers.get('Authorization')}", "invalid_request_error"), {}

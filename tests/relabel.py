@@ -10,7 +10,7 @@ def relabel(block: Block, rng: random.Random) -> str:
     """The block's text with new node ids, shuffled node lines and edge lines interleaved at random
     (each node's inputs keep their order)."""
     ids = [n.id for n in block.nodes]
-    new = dict(zip(ids, rng.sample(range(-40, 1000), len(ids))))
+    new = dict(zip(ids, rng.sample(range(0, 1000), len(ids))))
     lines = [f"{new[n.id]}:{format_op(n)}" for n in block.nodes]
     rng.shuffle(lines)
     queues = {}

@@ -7,6 +7,7 @@ import json
 from autogen_core.models import UserMessage
 
 from agents.offline.client import OfflineDesignerClient, _from, _tool_results, _turn
+from agents.protocol import MAX_ROUNDS, SUBMITTED
 
 # Edits on the ResNet basic block (node 8 is the last ReLU, node 1 the output).
 ONE_INPUT_ADD = [{"kind": "insert_on_edge", "src": 8, "dst": 1, "op": "Add", "id": 20}]
@@ -21,8 +22,11 @@ SCENARIOS = {
 
 
 class ScriptedModifierClient(OfflineDesignerClient):
-    def __init__(self, scenario: str, seed: int = 0):
-        super().__init__(seed=seed, fault_rate=0.0)
+    """As a Modifier, plays the scenario's edits on the trials it lists; every other role and trial
+    is the offline designer's."""
+
+    def __init__(self, role: str, scenario: str, seed: int = 0, max_rounds: int = MAX_ROUNDS):
+        super().__init__(role, seed=seed, fault_rate=0.0, max_rounds=max_rounds)
         self.script = SCENARIOS[scenario]
 
     def _modifier(self, messages, tools):
@@ -31,7 +35,7 @@ class ScriptedModifierClient(OfflineDesignerClient):
             return super()._modifier(messages, tools)
         done = _tool_results(_turn(messages))
         if done and done[-1][0] == "validate_block":
-            return "SUBMITTED: scripted edits."
+            return f"{SUBMITTED}: scripted edits."
         if done:
             return self._call("validate_block", {"note": "scripted"})
         round_no = len(_from(messages, "Reflector")) - 1  # the first Reflector message is advice

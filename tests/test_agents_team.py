@@ -12,6 +12,7 @@ from hydra import compose, initialize_config_dir
 from rich.console import Console
 
 from agents.factory import DEFAULT_ROOTS, build_run
+from agents.protocol import verdict
 from conftest import ROOT
 from graphs.tree import ModificationTree
 from scripted_clients import texts
@@ -82,6 +83,17 @@ def test_five_failed_rounds_make_an_invalid_node_and_the_run_goes_on(tmp_path):
     assert any(t.startswith("REJECT") for t in texts(records(run_dir, 1), "Reflector"))
     assert not (run_dir / "trials" / "0001" / "train.json").exists()
     assert tree.get(2).trial == 2 and tree.get(2).status in ("trained", "duplicate", "invalid")
+
+
+def test_max_rounds_2_stops_the_offline_team_after_2_fix_rounds(tmp_path):
+    """A Modifier that never fixes its draft: the run's max_rounds reaches the offline Reflector,
+    which rejects at its second review."""
+    summary, tree, run_dir = run(tmp_path, scripted("always_invalid") + ["trials=1", "max_rounds=2"])
+    log = records(run_dir, 1)
+    reviews = texts(log, "Reflector")[1:]  # the first Reflector reply is its advice on the plan
+    assert len(texts(log, "Modifier")) == 2 and [verdict(t) for t in reviews] == ["REVISE", "REJECT"]
+    assert "still invalid after 2 rounds" in reviews[-1]
+    assert tree.get(1).status == "invalid" and tree.get(1).reason.endswith("after 2 rounds")
 
 
 def test_isomorphic_design_is_a_duplicate_and_not_trained(tmp_path):

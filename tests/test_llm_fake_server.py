@@ -48,7 +48,7 @@ async def ask(server: FakeOpenAIServer, messages=MESSAGES, api_key: str = "sk-te
 
 
 def test_proposer_call_matches_the_offline_designer():
-    direct = asyncio.run(OfflineDesignerClient(seed=0).create(MESSAGES, tools=TOOLS))
+    direct = asyncio.run(OfflineDesignerClient(role="Proposer", seed=0).create(MESSAGES, tools=TOOLS))
     with FakeOpenAIServer(seed=0) as server:
         got = asyncio.run(ask(server))
         sent = server.requests[-1]["body"]
@@ -64,7 +64,7 @@ def test_proposer_call_matches_the_offline_designer():
 
 
 def test_usage_comes_back_and_equals_the_direct_count():
-    direct = asyncio.run(OfflineDesignerClient(seed=0).create(MESSAGES, tools=TOOLS))
+    direct = asyncio.run(OfflineDesignerClient(role="Proposer", seed=0).create(MESSAGES, tools=TOOLS))
     with FakeOpenAIServer() as server:
         got = asyncio.run(ask(server))
     assert got.usage.prompt_tokens > 0 and got.usage.completion_tokens > 0

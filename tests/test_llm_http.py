@@ -2,6 +2,7 @@
 OpenAI-compatible server on 127.0.0.1 whose answers come from the offline designer's policy."""
 import asyncio
 import json
+import logging
 import os
 import subprocess
 import sys
@@ -162,25 +163,26 @@ def test_a_rejected_or_missing_key_stops_before_any_trial_with_one_line(tmp_path
     with FakeOpenAIServer(seed=0, api_key=KEY) as server:
         res = main(tmp_path / "run", "trials=1", key="sk-wrong-key-0123456789abcdef", server=server)
         chats = [r for r in server.requests if r["path"] == "/v1/chat/completions"]
-    assert res.returncode == 1 and chats == []
-    line = [x for x in res.stderr.splitlines() if "cannot run" in x]
+    assert res.returncode == 2 and chats == []  # 2: a configuration or environment problem, found before work
+    line = [x for x in res.stderr.splitlines() if KEY_VAR in x]
     assert len(line) == 1 and KEY_VAR in line[0] and "rejected" in line[0] and "Incorrect API key" in line[0]
     assert not (tmp_path / "run" / "tree.json").exists() and "Traceback" not in res.stderr
     env = {k: v for k, v in os.environ.items() if k != "OPENAI_API_KEY"}
     res = subprocess.run([sys.executable, "main.py", "llm=openai", f"hydra.run.dir={tmp_path / 'run2'}"], cwd=ROOT,
                          capture_output=True, text=True, env={**env, "PYTHONPATH": str(ROOT)}, timeout=120)
-    assert res.returncode == 1 and "environment variable OPENAI_API_KEY is not set" in res.stderr
+    assert res.returncode == 2 and "environment variable OPENAI_API_KEY is not set" in res.stderr
     assert not (tmp_path / "run2" / "tree.json").exists()
 
 
 # --------------------------------------------------------------------------- one client, over HTTP
-def _client(server: FakeOpenAIServer, key: str = KEY, attempts: int = 4):
+def _client(server: FakeOpenAIServer, key: str = KEY, attempts: int = 4, max_wait_s: float = 300.0, **kw):
+    """A managed client as the factory builds one; `kw`: ManagedClient's options (timeout_s, redact)."""
     ledger = UsageLedger()
     inner = OpenAIChatCompletionClient(model="test-model", base_url=server.base_url, api_key=key, max_retries=0,
                                        model_info={"vision": False, "function_calling": True, "json_output": True,
                                                    "family": "unknown", "structured_output": False})
-    policy = RetryPolicy(attempts=attempts, initial_s=0.01, jitter_s=0.0, max_backoff_s=0.05)
-    return ManagedClient(inner, role="Proposer", model="test-model", ledger=ledger, retry=policy), ledger
+    policy = RetryPolicy(attempts=attempts, max_wait_s=max_wait_s, initial_s=0.01, jitter_s=0.0, max_backoff_s=0.05)
+    return ManagedClient(inner, role="Proposer", model="test-model", ledger=ledger, retry=policy, **kw), ledger
 
 
 MESSAGES = [SystemMessage(content="You are the Proposer."),
@@ -209,8 +211,7 @@ def test_retry_after_is_honoured_and_permanent_errors_fail_at_once():
 
 def test_total_wait_bounds_retries_even_when_the_server_asks_for_more():
     with FakeOpenAIServer(seed=0, api_key=KEY, faults={1: ("429", 30)}) as server:
-        client, ledger = _client(server)
-        client._retry = RetryPolicy(attempts=6, max_wait_s=2.0, initial_s=0.01, jitter_s=0.0)
+        client, ledger = _client(server, attempts=6, max_wait_s=2.0)
         with pytest.raises(ModelCallError, match=r"HTTP 429: .* \(gave up after 1 attempt\(s\): the server's "
                                                  r"Retry-After 30s is more than llm.retry.max_wait_s=2s allows\)"):
             asyncio.run(client.create(MESSAGES))
@@ -221,9 +222,7 @@ def test_a_retry_never_runs_past_the_total_wait_even_on_a_hung_server():
     # The first try fails fast; the retry meets a server that answers only after 20 s. With a 60 s
     # request timeout the retry would wait for that answer; llm.retry.max_wait_s=1.5 ends it first.
     with FakeOpenAIServer(seed=0, api_key=KEY, faults={1: "500", 2: ("slow", 20)}) as server:
-        client, ledger = _client(server)
-        client._retry = RetryPolicy(attempts=6, max_wait_s=1.5, initial_s=0.01, jitter_s=0.0)
-        client._timeout_s = 60
+        client, ledger = _client(server, attempts=6, max_wait_s=1.5, timeout_s=60)
         start = time.monotonic()
         with pytest.raises(ModelCallError) as err:
             asyncio.run(client.create(MESSAGES))
@@ -237,8 +236,7 @@ def test_errors_that_quote_the_key_are_redacted_when_raised():
     # A server that echoes the Authorization header in its error text: the ModelCallError that the
     # trial and the Reader print must not carry the key.
     with FakeOpenAIServer(seed=0, api_key=KEY, faults={1: "echo-key"}) as server:
-        client, ledger = _client(server)
-        client._redact = Redactor([KEY])
+        client, ledger = _client(server, redact=Redactor([KEY]))
         with pytest.raises(ModelCallError) as err:
             asyncio.run(client.create(MESSAGES))
     assert "HTTP 400: Malformed header: Bearer ***" in str(err.value) and KEY not in str(err.value)
@@ -298,7 +296,7 @@ def test_a_key_typed_on_the_command_line_is_refused_and_masked_in_hydra_files(tm
                           f"hydra.run.dir={run_dir}"], cwd=ROOT, capture_output=True, text=True,
                          env={**os.environ, "PYTHONPATH": str(ROOT), "OPENAI_API_KEY": "sk-env-0123456789abcdef"},
                          timeout=120)
-    assert res.returncode == 1 and "llm.client.api_key holds a literal secret" in res.stderr
+    assert res.returncode == 2 and "llm.client.api_key holds a literal secret" in res.stderr
     files = [p for p in run_dir.rglob("*") if p.is_file()]
     assert any(p.name == "overrides.yaml" for p in files)
     assert [p for p in files if literal.encode() in p.read_bytes()] == []
@@ -311,8 +309,8 @@ def test_a_key_pasted_into_api_key_env_is_refused_in_one_line_and_written_nowher
     res = subprocess.run([sys.executable, "main.py", "llm=openai", f"llm.api_key_env={pasted}",
                           f"hydra.run.dir={run_dir}"], cwd=ROOT, capture_output=True, text=True,
                          env={**os.environ, "PYTHONPATH": str(ROOT)}, timeout=120)
-    line = [x for x in res.stderr.splitlines() if "cannot run" in x]
-    assert res.returncode == 1 and len(line) == 1 and "llm.api_key_env must be the name of an environment" in line[0]
+    line = [x for x in res.stderr.splitlines() if "llm.api_key_env" in x]
+    assert res.returncode == 2 and len(line) == 1 and "llm.api_key_env must be the name of an environment" in line[0]
     assert pasted not in res.stderr + res.stdout and "PASTED" not in res.stderr
     files = [p for p in run_dir.rglob("*") if p.is_file()]
     assert any(p.name == "overrides.yaml" for p in files)
@@ -326,7 +324,7 @@ def test_a_sweep_masks_typed_keys_in_its_multirun_yaml_too(tmp_path):
     res = subprocess.run([sys.executable, "main.py", "-m", "llm=openai", f"+llm.client.api_key={literal}",
                           f"llm.api_key_env={pasted}", f"hydra.sweep.dir={sweep}"], cwd=ROOT, capture_output=True,
                          text=True, env={**os.environ, "PYTHONPATH": str(ROOT)}, timeout=120)
-    assert res.returncode == 1 and "llm.client.api_key holds a literal secret" in res.stderr
+    assert res.returncode == 2 and "llm.client.api_key holds a literal secret" in res.stderr
     files = [p for p in sweep.rglob("*") if p.is_file()]
     assert (sweep / "multirun.yaml") in files and any(p.name == "overrides.yaml" for p in files)
     assert [p for p in files if literal.encode() in p.read_bytes() or b"PASTEDpasted" in p.read_bytes()] == []
@@ -345,3 +343,54 @@ def test_a_replay_with_the_same_cap_stops_where_the_capped_run_would(recorded, t
     usage = json.loads((tmp_path / "replay" / "usage.json").read_text())
     assert set(usage["per_trial"]) == {"1", "2"} and usage["total"]["spent_tokens"] == 0
     assert usage["total"]["usd"] == 0 and usage["total"]["tokens"] > cap
+
+
+# --------------------------------------------------------------------------- failures in the log
+class _Records(logging.Handler):
+    def __init__(self):
+        super().__init__(logging.DEBUG)
+        self.records: list[logging.LogRecord] = []
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.records.append(record)
+
+
+def test_a_failed_model_call_is_one_log_line_with_its_trace_only_at_debug(tmp_path):
+    # The real AutoGen team on a server that fails every call: AutoGen's runtime logs the failure
+    # with a traceback, then once more for each other agent; with OneLineFailures on its logger the
+    # client's own one line is all that is left above DEBUG.
+    from rich.console import Console
+
+    from agents.factory import build_run
+    from agents.llm.errors import one_line_failures
+
+    handler, debug_log = _Records(), logging.getLogger("nader.llm")
+    logging.getLogger().addHandler(handler)
+    level = debug_log.level
+    debug_log.setLevel(logging.DEBUG)
+    try:
+        with FakeOpenAIServer(seed=0, faults=lambda i: "500") as server, one_line_failures():
+            cfg = config(*FAST, "trials=1", "llm=openai_compatible", f"llm.base_url={server.base_url}",
+                         "llm.model=test-model", "llm.retry.attempts=2")
+            summary = asyncio.run(build_run(cfg, tmp_path / "run", Console(file=open(os.devnull, "w")))())
+    finally:
+        logging.getLogger().removeHandler(handler)
+        debug_log.setLevel(level)
+    assert summary.client_failures == 1
+    shown = [r for r in handler.records if r.levelno >= logging.WARNING]
+    assert [(r.levelname, r.name) for r in shown] == [("WARNING", "nader.llm"), ("ERROR", "nader.llm")]
+    assert "retry 2/2" in shown[0].getMessage() and "(gave up after 2 attempt(s))" in shown[1].getMessage()
+    text = logging.Formatter().format  # the message with its traceback, if it has one
+    assert all("\n" not in text(r) for r in shown)
+    traces = [text(r) for r in handler.records if r.levelno == logging.DEBUG and "Traceback" in text(r)]
+    assert len(traces) == 1 and "agents.llm.errors.ModelCallError: Proposer (test-model): HTTP 500" in traces[0]
+
+
+def test_main_log_holds_one_line_per_failed_model_call_and_no_traceback(tmp_path):
+    with FakeOpenAIServer(seed=0, api_key=KEY, faults=lambda i: "500") as server:
+        res = main(tmp_path / "run", "trials=2", "llm.retry.attempts=2", server=server)
+    log = (tmp_path / "run" / "main.log").read_text()
+    assert "Traceback" not in log + res.stdout + res.stderr, log
+    failures = [line for line in log.splitlines() if "gave up after 2 attempt(s)" in line]
+    assert len(failures) == 2 and all("[ERROR]" in line for line in failures)  # one per failed call: one per trial
+    assert sum("[ERROR]" in line for line in log.splitlines()) == 2

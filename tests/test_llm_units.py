@@ -1,6 +1,7 @@
 """Ledger, replay cache, secret handling and provider configs of agents/llm, without a server."""
 import asyncio
 import json
+import shlex
 
 import pytest
 from autogen_core import FunctionCall
@@ -13,6 +14,7 @@ from agents.llm.cache import request_key, request_record
 from agents.llm.secrets import literal_secrets, masked_yaml
 from agents.offline.client import OfflineDesignerClient
 from conftest import ROOT
+from fake_openai_server import FakeOpenAIServer
 
 PROVIDERS = ["offline", "openai", "openai_compatible", "azure_openai", "anthropic", "ollama"]
 AZURE_ENDPOINT = {"azure_openai": ["llm.endpoint=https://res.openai.azure.com"]}  # it has no default
@@ -34,11 +36,11 @@ def proposer_messages(trial: int = 1):
 # ---------------------------------------------------------------------------------------- ledger
 def test_ledger_prices_calls_per_role_and_trial_and_skips_replays():
     ledger = UsageLedger({"m": {"input": 2.0, "output": 8.0}})
-    ledger.trial = "1"
-    ledger.record("Proposer", "m", 1_000_000, 500_000)
-    ledger.record("Modifier", "m", 1000, 0, cached=True)
-    ledger.trial = "2"
-    ledger.record("Modifier", "other-model", 10, 10)  # no price: counted, at $0
+    with ledger.charging("1"):
+        ledger.record("Proposer", "m", 1_000_000, 500_000)
+        ledger.record("Modifier", "m", 1000, 0, cached=True)
+    with ledger.charging("2"):
+        ledger.record("Modifier", "other-model", 10, 10)  # no price: counted, at $0
     t = ledger.totals()
     assert t["usd"] == pytest.approx(2.0 + 4.0)
     assert t["list_usd"] == pytest.approx(2.0 + 4.0 + 1000 * 2.0 / 1e6)  # the replay at list price
@@ -99,15 +101,15 @@ def test_managed_client_records_then_replays_without_calling_the_model(tmp_path)
                                cache=ReplayCache(tmp_path / "cache", mode))
         return await client.create(proposer_messages()), ledger
 
-    first, l1 = asyncio.run(go("readwrite", Counting()))
-    second, l2 = asyncio.run(go("replay", Counting()))
+    first, l1 = asyncio.run(go("readwrite", Counting(role="Proposer")))
+    second, l2 = asyncio.run(go("replay", Counting(role="Proposer")))
     assert Counting.calls == 1
     assert second.content == first.content and second.cached and not first.cached
     assert l2.totals()["cached_calls"] == 1 and l2.totals()["spent_tokens"] == 0
     assert l2.totals()["tokens"] == l1.totals()["tokens"] > 0
 
     async def miss():
-        client = ManagedClient(Counting(), role="Proposer", model="offline-designer", ledger=UsageLedger(),
+        client = ManagedClient(Counting(role="Proposer"), role="Proposer", model="offline-designer", ledger=UsageLedger(),
                                cache=ReplayCache(tmp_path / "cache", "replay"))
         await client.create(proposer_messages(7))
 
@@ -154,7 +156,10 @@ def test_every_provider_builds_its_autogen_client(provider, monkeypatch):
                 "openai_compatible": "OpenAIChatCompletionClient", "azure_openai": "AzureOpenAIChatCompletionClient",
                 "anthropic": "AnthropicChatCompletionClient", "ollama": "OllamaChatCompletionClient"}[provider]
     assert type(inner).__name__ == expected
-    assert {c.inner for c in clients.clients.values()} == {inner}  # one provider client shared by the roles
+    if provider == "offline":  # the offline designer plays one role per client
+        assert {r: c.inner.role for r, c in clients.clients.items()} == {r: r for r in clients.clients}
+    else:
+        assert {c.inner for c in clients.clients.values()} == {inner}  # one provider client shared by the roles
     asyncio.run(clients.close())
 
 
@@ -165,14 +170,20 @@ def test_openai_compatible_needs_a_model_name():
 
 def test_per_role_override_by_provider_name_or_fields(monkeypatch, tmp_path):
     monkeypatch.setenv("OPENAI_API_KEY", "test-key-value")
-    cs = make_clients(config("llm=openai", "agents.proposer.llm=offline", "agents.modifier.llm={model:gpt-4o}",
-                             f"llm.cache={tmp_path / 'cache'}"), check=False)
-    assert type(cs.clients["Proposer"].inner).__name__ == "OfflineDesignerClient"
-    assert cs.clients["Modifier"].model == "gpt-4o" and cs.clients["Reflector"].model == "gpt-4o-mini"
-    assert cs.clients["Modifier"].inner is not cs.clients["Reflector"].inner
-    assert cs.clients["Modifier"].inner._raw_config["model"] == "gpt-4o"  # ${llm.model} saw the role's model
-    assert cs.clients["Proposer"]._cache is not None  # shared settings carry over to a named provider
-    asyncio.run(cs.close())
+    with FakeOpenAIServer(api_key="test-key-value") as server:  # stands in for api.openai.com
+        cs = make_clients(config("llm=openai", f"llm.base_url={server.base_url}", "agents.proposer.llm=offline",
+                                 "agents.modifier.llm={model:gpt-4o}", f"llm.cache={tmp_path / 'cache'}"), check=False)
+        assert type(cs.clients["Proposer"].inner).__name__ == "OfflineDesignerClient"
+        assert cs.clients["Modifier"].model == "gpt-4o" and cs.clients["Reflector"].model == "gpt-4o-mini"
+        assert cs.clients["Modifier"].inner is not cs.clients["Reflector"].inner
+        for role in ("Modifier", "Reflector"):
+            asyncio.run(cs.clients[role].create(proposer_messages()))
+        # ${llm.model} in the client config saw the role's model: that is the model each one asks for.
+        assert [r["body"]["model"] for r in server.requests] == ["gpt-4o", "gpt-4o-mini"]
+        # Shared settings carry over to a named provider: the offline Proposer records and replays too.
+        first, again = (asyncio.run(cs.clients["Proposer"].create(proposer_messages())) for _ in range(2))
+        assert not first.cached and again.cached and again.content == first.content
+        asyncio.run(cs.close())
     with pytest.raises(RunSetupError, match="no such provider; valid: anthropic, azure_openai"):
         make_clients(config("agents.reader.llm=gpt5"), check=False)
 
@@ -215,18 +226,18 @@ def test_a_failure_recorded_in_the_cache_replays_as_the_same_failure(tmp_path):
         await client.create(proposer_messages())
 
     with pytest.raises(ModelCallError) as recorded:
-        asyncio.run(go("readwrite", Down()))
+        asyncio.run(go("readwrite", Down(role="Proposer")))
     with pytest.raises(ModelCallError) as replayed:
-        asyncio.run(go("replay", OfflineDesignerClient()))  # would answer, but the recording failed
+        asyncio.run(go("replay", OfflineDesignerClient(role="Proposer")))  # would answer, but the recording failed
     assert str(replayed.value) == str(recorded.value) and "gave up after 2 attempt(s)" in str(recorded.value)
-    asyncio.run(go("readwrite", OfflineDesignerClient()))  # read-write mode calls again, and records the answer
+    asyncio.run(go("readwrite", OfflineDesignerClient(role="Proposer")))  # read-write mode calls again, and records it
 
 
 def test_calls_of_an_interrupted_trial_are_set_aside_on_resume():
     ledger = UsageLedger()
     for trial in ("1", "2", "3"):
-        ledger.trial = trial
-        ledger.record("Proposer", "m", 10, 1)
+        with ledger.charging(trial):
+            ledger.record("Proposer", "m", 10, 1)
     ledger.set_aside(finished=2)
     assert set(ledger.by("trial")) == {"1", "2", "3-interrupted"} and ledger.totals()["tokens"] == 33
 
@@ -243,8 +254,8 @@ def test_bad_settings_are_one_line_errors(monkeypatch):
         make_clients(config("llm=openai", "llm.model=brand-new-model"), check=False)
     hint = "+llm.client.model_info={vision:false,function_calling:true,json_output:true,family:unknown,"
     assert "model_info is required" in str(err.value) and hint in str(err.value)
-    # The hint, given as it says, is enough.
-    given = str(err.value).split("give its capabilities with ", 1)[1]
+    # The hint, pasted into a shell as it says (quoted, so that bash leaves the braces alone), is enough.
+    given = shlex.split(str(err.value).split("give its capabilities with ", 1)[1])[0]
     ok = make_clients(config("llm=openai", "llm.model=brand-new-model", given), check=False)
     assert ok.clients["Proposer"].model_info["family"] == "unknown"
     asyncio.run(ok.close())
@@ -276,8 +287,10 @@ def test_log_records_with_tracebacks_are_redacted():
 # ---------------------------------------------------------------------------------------- keys and secrets
 def test_a_key_pasted_with_a_newline_is_stripped_and_one_with_inner_whitespace_is_refused(monkeypatch):
     monkeypatch.setenv("OPENAI_API_KEY", "  pasted-key-0123456789\r\n")
-    cs = make_clients(config("llm=openai"), check=False)
-    assert cs.clients["Proposer"].inner._client.api_key == "pasted-key-0123456789"
+    with FakeOpenAIServer(api_key="pasted-key-0123456789") as server:  # it accepts the key without whitespace only
+        cs = make_clients(config("llm=openai", f"llm.base_url={server.base_url}"), check=False)
+        asyncio.run(cs.clients["Proposer"].create(proposer_messages()))
+        assert [(r["status"], r["authorization"]) for r in server.requests] == [(200, "Bearer pasted-key-0123456789")]
     assert cs.redact("x pasted-key-0123456789 y") == "x *** y"
     asyncio.run(cs.close())
     for bad in ("pasted-key\n0123456789", "pasted key 0123456789", "pasted-key\x1b0123456789"):
@@ -324,7 +337,7 @@ def test_secrets_from_the_environment_stay_out_of_cache_settings_and_are_redacte
     monkeypatch.setenv("GW_KEY", "gw-secret-0123456789")
     cs = make_clients(config("llm=openai", "+llm.client.default_query={api-key:'${oc.env:GW_KEY}',region:eu}",
                              "+llm.client.default_headers={X-Auth-Token:'${oc.env:GW_KEY}'}"), check=False)
-    settings = cs.clients["Proposer"]._settings
+    settings = cs.clients["Proposer"].settings
     assert "gw-secret" not in json.dumps(settings) and settings["client"]["default_query"] == {"region": "eu"}
     assert cs.redact("echo gw-secret-0123456789") == "echo ***"
     asyncio.run(cs.close())
@@ -335,23 +348,26 @@ def test_a_role_may_name_a_provider_and_change_its_fields(monkeypatch):
     monkeypatch.setenv("OPENAI_API_KEY", "openai-key-value")
     monkeypatch.setenv("ANTHROPIC_API_KEY", "anthropic-key-value")
     monkeypatch.delenv("OPENAI_COMPATIBLE_API_KEY", raising=False)
-    cs = make_clients(config("llm=openai", "llm.retry.attempts=3", "agents.proposer.llm={provider:anthropic}",
-                             "agents.reflector.llm={provider:openai_compatible,model:local-m,"
-                             "base_url:'http://127.0.0.1:9/v1'}"), check=False)
-    proposer, reflector, modifier = (cs.clients[r] for r in ("Proposer", "Reflector", "Modifier"))
-    assert type(proposer.inner).__name__ == "AnthropicChatCompletionClient"
-    assert proposer.model == "claude-sonnet-4-20250514" and proposer._retry.attempts == 3  # shared settings kept
+    with FakeOpenAIServer() as openai_site, FakeOpenAIServer() as local:
+        cs = make_clients(config("llm=openai", f"llm.base_url={openai_site.base_url}", "llm.retry.attempts=3",
+                                 "agents.proposer.llm={provider:anthropic}",
+                                 "agents.reflector.llm={provider:openai_compatible,model:local-m,"
+                                 f"base_url:'{local.base_url}'}}"), check=False)
+        proposer, reflector, modifier = (cs.clients[r] for r in ("Proposer", "Reflector", "Modifier"))
+        assert type(proposer.inner).__name__ == "AnthropicChatCompletionClient"
+        assert proposer.model == "claude-sonnet-4-20250514" and proposer.retry.attempts == 3  # shared settings kept
+        for client in (reflector, modifier):
+            asyncio.run(client.create(proposer_messages()))
+        asyncio.run(cs.close())
     # Another server gets that provider's key variable (unset: no key), never the run's OpenAI key.
-    assert reflector.model == "local-m" and str(reflector.inner._client.base_url) == "http://127.0.0.1:9/v1/"
-    assert reflector.inner._client.api_key == "not-needed"
-    assert modifier.inner._client.api_key == "openai-key-value"
-    asyncio.run(cs.close())
+    assert [(r["body"]["model"], r["authorization"]) for r in local.requests] == [("local-m", "Bearer not-needed")]
+    assert [r["authorization"] for r in openai_site.requests] == ["Bearer openai-key-value"]
 
 
 def test_role_override_errors_name_the_role_key(monkeypatch):
     monkeypatch.setenv("OPENAI_API_KEY", "openai-key-value")
     with pytest.raises(RunSetupError, match=r"^agents.proposer.llm.model must be set for openai_compatible \(e.g. "
-                                            r"agents.proposer.llm=\{provider:openai_compatible,model:NAME\}\)"):
+                                            r"\"agents.proposer.llm=\{provider:openai_compatible,model:NAME\}\"\)"):
         make_clients(config("llm=openai", "agents.proposer.llm=openai_compatible"), check=False)
     with pytest.raises(RunSetupError, match=r"^agents.modifier.llm.provider=gpt5: no such provider; valid: anthropic"):
         make_clients(config("llm=openai", "agents.modifier.llm={provider:gpt5,model:x}"), check=False)
@@ -377,7 +393,7 @@ def test_addresses_must_be_urls_and_azure_needs_its_endpoint(monkeypatch):
             make_clients(config("llm=openai_compatible", "llm.model=m", f"llm.base_url={url}"), check=False)
 
 
-def test_a_host_that_does_not_resolve_is_a_setup_error_but_a_refused_connection_a_warning(monkeypatch):
+def test_a_host_that_does_not_resolve_or_a_server_that_does_not_answer_is_a_setup_error(monkeypatch):
     import socket
 
     # The resolver's answers are given here, so that the test sends no DNS query and means the same
@@ -392,17 +408,18 @@ def test_a_host_that_does_not_resolve_is_a_setup_error_but_a_refused_connection_
         return real(host, *args, **kwargs)
 
     monkeypatch.setattr(socket, "getaddrinfo", resolve)
-    flaky = make_clients(config("llm=openai_compatible", "llm.model=m", "llm.base_url=http://model.flaky/v1"))
-    assert any(w.startswith("cannot reach http://model.flaky/v1/models") for w in flaky.warnings)
-    asyncio.run(flaky.close())
+    with pytest.raises(RunSetupError, match=r"^cannot reach the openai_compatible server at "
+                                            r"http://model.flaky/v1/models within 5s \(.*Temporary failure"):
+        make_clients(config("llm=openai_compatible", "llm.model=m", "llm.base_url=http://model.flaky/v1",
+                            "llm.timeout_s=5"))
     with pytest.raises(RunSetupError, match=r"^cannot resolve the host no-such-host.invalid of llm.base_url"):
         make_clients(config("llm=openai_compatible", "llm.model=m", "llm.base_url=http://no-such-host.invalid/v1"))
     with pytest.raises(RunSetupError, match=r"; to run from llm.cache alone, use llm.cache_mode=replay$"):
         make_clients(config("llm=openai_compatible", "llm.model=m", "llm.base_url=http://no-such-host.invalid/v1",
                             "llm.cache=/tmp/unused-cache"))
-    cs = make_clients(config("llm=openai_compatible", "llm.model=m", "llm.base_url=http://127.0.0.1:9/v1"))
-    assert any(w.startswith("cannot reach http://127.0.0.1:9/v1/models") for w in cs.warnings)
-    asyncio.run(cs.close())
+    with pytest.raises(RunSetupError, match=r"^cannot reach the openai_compatible server at http://127.0.0.1:9/v1/models "
+                                            r"within 120s \(.*\): start it or fix llm's address$"):
+        make_clients(config("llm=openai_compatible", "llm.model=m", "llm.base_url=http://127.0.0.1:9/v1"))
 
 
 # ---------------------------------------------------------------------------------------- prices and caps
@@ -411,7 +428,7 @@ def test_unpriced_models_are_named_in_a_warning_and_the_offline_designer_is_free
     cs = make_clients(config("llm=openai", "llm.model=gpt-4o-2024-11-20", f"+llm.client.model_info={MODEL_INFO}"),
                       check=False)
     assert ("no price for model(s) gpt-4o-2024-11-20: their calls count as $0; add "
-            "+llm.prices.gpt-4o-2024-11-20={input:USD_per_1M,output:USD_per_1M}") in cs.warnings
+            "'+llm.prices.gpt-4o-2024-11-20={input:USD_per_1M,output:USD_per_1M}'") in cs.warnings
     asyncio.run(cs.close())
     priced = make_clients(config("llm=openai", "llm.model=gpt-4o-2024-11-20", f"+llm.client.model_info={MODEL_INFO}",
                                  "+llm.prices.gpt-4o-2024-11-20={input:2.5,output:10}"), check=False)
@@ -429,11 +446,11 @@ def test_caps_count_replayed_calls_so_a_replay_stops_where_the_recording_did(tmp
 
     async def calls(mode: str, caps: Caps) -> UsageLedger:
         ledger = UsageLedger(prices, caps)
-        client = ManagedClient(OfflineDesignerClient(), role="Proposer", model="m", ledger=ledger,
+        client = ManagedClient(OfflineDesignerClient(role="Proposer"), role="Proposer", model="m", ledger=ledger,
                                cache=ReplayCache(tmp_path, mode))
         for trial in (1, 2, 3):
-            ledger.trial = str(trial)
-            await client.create(proposer_messages(trial))
+            with ledger.charging(str(trial)):
+                await client.create(proposer_messages(trial))
         return ledger
 
     recorded = asyncio.run(calls("readwrite", Caps()))

@@ -7,10 +7,15 @@ from tools.memory import ExperienceRecord, ExperienceStore, HashingEmbedder, Mem
 
 
 @pytest.fixture()
-def store():
+def client():
     client = make_client(MemoryConfig(embedder="hashing"))
-    yield ExperienceStore(client, HashingEmbedder(), "test_experience")
+    yield client
     client.close()
+
+
+@pytest.fixture()
+def store(client):
+    return ExperienceStore(client, HashingEmbedder(), "test_experience")
 
 
 def _records() -> list[ExperienceRecord]:
@@ -34,13 +39,13 @@ def _records() -> list[ExperienceRecord]:
     ]
 
 
-def test_add_returns_deterministic_ids_and_is_idempotent(store):
+def test_add_returns_deterministic_ids_and_is_idempotent(store, client):
     recs = _records()
     ids = [store.add(r) for r in recs]
     assert len(set(ids)) == len(ids)
     assert store.count() == 6
     assert store.add(recs[0]) == ids[0] and store.count() == 6  # same content, same id
-    again = ExperienceStore(store._c.client, store._c.embedder, "test_experience")
+    again = ExperienceStore(client, HashingEmbedder(), "test_experience")  # another handle on the collection
     assert again.add(recs[1].model_dump()) == ids[1]
     explicit = store.add(ExperienceRecord(id="my-id", type="failure", error_code="X"))
     assert explicit == "my-id" and store.get("my-id").error_code == "X"

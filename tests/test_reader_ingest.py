@@ -16,8 +16,8 @@ import pytest
 from autogen_core import FunctionCall
 
 from agents.offline.client import OfflineDesignerClient, _tool_results, _turn
+from agents.protocol import EXCERPT_OPEN
 from agents.reader import IngestReport, ReaderError, ReaderSettings, ingest
-from agents.team import reader_team
 from agents.tokens import count_tokens
 from conftest import ROOT
 from test_papers import DILATED_IDEA, SE_IDEA, TITLE, write_paper
@@ -32,7 +32,7 @@ def memory(path, embedder="hashing"):
 
 
 def read(source, mem, run_dir, client=None, model="offline-designer", **settings) -> IngestReport:
-    return asyncio.run(ingest(str(source), client or OfflineDesignerClient(seed=0), mem.knowledge, run_dir,
+    return asyncio.run(ingest(str(source), client or OfflineDesignerClient("Reader", seed=0), mem.knowledge, run_dir,
                               ReaderSettings(**settings), count_tokens, model=model))
 
 
@@ -40,7 +40,7 @@ class Counting(OfflineDesignerClient):
     """The offline Reader, counting the model calls it answers."""
 
     def __init__(self):
-        super().__init__(seed=0)
+        super().__init__("Reader", seed=0)
         self.calls = 0
 
     async def create(self, *a, **k):
@@ -147,7 +147,7 @@ class ScriptedReader(OfflineDesignerClient):
     """A Reader whose tool calls are given: each entry is the raw argument string of one attempt."""
 
     def __init__(self, attempts: list[str]):
-        super().__init__(seed=0)
+        super().__init__("Reader", seed=0)
         self.attempts = attempts
         self.turns = 0
 
@@ -157,6 +157,15 @@ class ScriptedReader(OfflineDesignerClient):
         args = self.attempts[min(self.turns, len(self.attempts) - 1)]
         self.turns += 1
         return [FunctionCall(id=f"call_{self.turns}", name="add_inspiration", arguments=args)]
+
+
+class ObeyingReader(ScriptedReader):
+    """A Reader that does what an injected paper tells it: it calls the training launcher."""
+
+    def _reader(self, messages, tools):
+        if _tool_results(_turn(messages)):
+            return "DONE"
+        return [FunctionCall(id="x", name="launch_training", arguments='{"block": "x", "trial": 1}')]
 
 
 GOOD = json.dumps({"text": "Add a squeeze-and-excitation gate after the second convolution.",
@@ -195,15 +204,11 @@ def test_paper_text_is_data_the_reader_has_only_the_store_tool(tmp_path):
         items = paper_items(mem)
     assert report.added == 1 and SE_IDEA in items[0].text and "Ignore" not in items[0].text
     task = (tmp_path / "run" / "reader" / "00-helpful-blocks" / "chunk000" / "attempt1" / "transcript.jsonl")
-    first = json.loads(task.read_text().splitlines()[0])["content"]
-    assert "<<<EXCERPT" in first and INJECTION in first  # the text reached the model, fenced as data
-    team = reader_team(OfflineDesignerClient(), [])
-    assert [p.name for p in team._participants] == ["Reader"]
+    log = [json.loads(line) for line in task.read_text().splitlines()]
+    assert EXCERPT_OPEN in log[0]["content"] and INJECTION in log[0]["content"]  # the text reached the model, as data
+    assert {r["role"] for r in log} == {"user", "Reader"}  # no other agent took part
     # A Reader that obeys the paper and calls the launcher gets an error result; nothing runs.
-    obey = ScriptedReader([GOOD])
-    obey._reader = lambda messages, tools: (
-        "DONE" if _tool_results(_turn(messages)) else
-        [FunctionCall(id="x", name="launch_training", arguments='{"block": "x", "trial": 1}')])
+    obey = ObeyingReader([GOOD])
     with memory(tmp_path / "mem2") as mem:
         report = read(tmp_path / "evil.txt", mem, tmp_path / "run2", client=obey, attempts=1)
         assert paper_items(mem) == []
@@ -215,11 +220,11 @@ def test_retrieval_ranks_the_papers_ideas_for_a_matching_query(tmp_path):
     with memory(tmp_path / "mem", embedder="minilm") as mem:
         mem.knowledge.ensure_starter()
         read(tmp_path / "paper.pdf", mem, tmp_path / "run")
-        tool = knowledge_tool(mem.knowledge)
-        from tools.memory_tools import KnowledgeQuery
+        from autogen_core import CancellationToken
 
-        hits = tool._fn(KnowledgeQuery(query="enlarge the receptive field with a dilated depthwise convolution",
-                                       k=3)).items
+        tool = knowledge_tool(mem.knowledge)  # called as the agents call it: JSON arguments in, a result out
+        query = {"query": "enlarge the receptive field with a dilated depthwise convolution", "k": 3}
+        hits = asyncio.run(tool.run_json(query, CancellationToken())).items
     assert hits[0].source == TITLE and hits[0].page == 2 and "dilated" in hits[0].tags
 
 
@@ -312,7 +317,7 @@ class ManyCalls(OfflineDesignerClient):
     """A Reader that answers every excerpt with the given tool-call arguments, all in one turn."""
 
     def __init__(self, calls: list[dict]):
-        super().__init__(seed=0)
+        super().__init__("Reader", seed=0)
         self.planned = calls
 
     def _reader(self, messages, tools):
@@ -393,7 +398,7 @@ def test_a_reached_cap_stops_reading_between_chunks_and_a_failing_model_stops_re
             raise ConnectionError("model service unavailable")
 
     with memory(tmp_path / "mem2") as mem:
-        report = asyncio.run(ingest([str(tmp_path / "p.txt"), str(tmp_path / "q.txt")], Down(), mem.knowledge,
+        report = asyncio.run(ingest([str(tmp_path / "p.txt"), str(tmp_path / "q.txt")], Down("Reader"), mem.knowledge,
                                     tmp_path / "run2", ReaderSettings(chunk_tokens=100, attempts=1), count_tokens, "m"))
     skipped = report.papers[0].skipped_chunks
     assert len(calls) == 3 and len(skipped) == 4  # three failed chunks, then the rest given up
@@ -406,15 +411,14 @@ def test_a_reached_cap_stops_reading_between_chunks_and_a_failing_model_stops_re
     assert [p["title"] for p in saved["papers"]] == ["Many Ideas", "More Ideas"]
 
 
-def test_read_sources_from_the_config_are_checked_before_anything_runs(tmp_path):
+def test_read_sources_from_the_config_become_a_list(tmp_path):
+    # An empty or missing source is refused by the config schema before anything runs (tests/test_config.py).
     from omegaconf import OmegaConf
 
-    from agents.factory import RunSetupError, _read_sources
+    from agents.factory import _read_sources
 
     (tmp_path / "p.txt").write_text("A\n\nWe use residual blocks.\n")
     assert _read_sources(OmegaConf.create({"read": [str(tmp_path / "p.txt"), "arxiv:1709.01507"]})) == [
         str(tmp_path / "p.txt"), "arxiv:1709.01507"]
-    with pytest.raises(RunSetupError, match="read= is empty"):  # `read=`: not the current folder
-        _read_sources(OmegaConf.create({"read": ""}))
-    with pytest.raises(RunSetupError, match="no such file or folder"):
-        _read_sources(OmegaConf.create({"read": str(tmp_path / "missing.pdf")}))
+    assert _read_sources(OmegaConf.create({"read": str(tmp_path / "p.txt")})) == [str(tmp_path / "p.txt")]
+    assert _read_sources(OmegaConf.create({"read": None})) == []

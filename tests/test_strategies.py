@@ -7,14 +7,15 @@ from collections import Counter
 import pytest
 
 from agents.offline.repair import repair
-from agents.offline.strategies import (FAULT_KINDS, STRATEGIES, TAGS, NotApplicable, Plan, applicable, choose,
-                               inject_fault)
+from agents.offline.strategies import (FAULT_KINDS, STRATEGIES, NotApplicable, Plan, applicable, choose,
+                                       inject_fault)
 from graphs.cost import fit_width
 from graphs.edits import apply_edits
 from graphs.hashing import canonical_hash
 from graphs.ir import parse_block
 from graphs.nb201 import arch_to_block
 from graphs.validate import validate
+from tools.memory.records import DESIGN_TAGS
 
 RESNET_CELL = "|nor_conv_3x3~0|+|none~0|nor_conv_3x3~1|+|skip_connect~0|none~1|skip_connect~2|"
 MIXED_CELL = "|nor_conv_3x3~0|+|nor_conv_1x1~0|avg_pool_3x3~1|+|skip_connect~0|nor_conv_3x3~1|nor_conv_1x1~2|"
@@ -45,7 +46,7 @@ def test_registry_and_tags():
     assert len(STRATEGIES) >= 14
     assert len({s.name for s in STRATEGIES}) == len(STRATEGIES)
     for s in STRATEGIES:
-        assert s.tags and set(s.tags) <= set(TAGS), s.name
+        assert s.tags and set(s.tags) <= DESIGN_TAGS, s.name
         assert s.describe
     covered = {t for s in STRATEGIES for t in s.tags}
     for tag in ("channel-attention", "spatial-attention", "residual", "dense", "bottleneck", "inverted-residual",

@@ -1,4 +1,5 @@
-"""`python -m training train`: metrics JSON on stdout, exit 0 for ok, 1 for a failed result or bad input."""
+"""`python -m training train`: metrics JSON on stdout, exit 0 for ok, 1 for a failed result or bad input, 2 for
+a device or output path this machine cannot use (one line on stderr, before any training)."""
 
 from __future__ import annotations
 
@@ -41,7 +42,7 @@ def run(capsys, *argv: str) -> tuple[int, dict]:
 
 
 def test_train_a_block_file_on_digits(files, capsys, tmp_path: Path) -> None:
-    out = tmp_path / "metrics.json"
+    out = tmp_path / "new" / "folder" / "metrics.json"  # folders that do not exist yet are made
     code, m = run(capsys, "train", files["resnet"], "--macro", "nb201", "--dataset", "digits",
                   "--trainer", files["tiny"], "--seed", "3", "--out", out)
     assert code == 0, m
@@ -50,6 +51,7 @@ def test_train_a_block_file_on_digits(files, capsys, tmp_path: Path) -> None:
     assert "epochs" not in m and m["final_valid_acc"] > 20 and m["params"] == 559_386
     full = TrialResult.read_json(out)
     assert len(full.epochs) == 2 and full.metrics() == m
+    assert not list(tmp_path.glob(".write-check-*"))  # the check before training wrote nothing that stays
 
 
 def test_nader_macro_fits_the_width(files, capsys) -> None:
@@ -106,3 +108,51 @@ def test_python_dash_m_entry_point(files) -> None:
                        cwd=ROOT, env=env, capture_output=True, text=True, timeout=120)
     assert p.returncode == 1, p.stderr
     assert json.loads(p.stdout)["errors"][0]["code"] == "output_contract"
+
+
+def _cli(*argv: str) -> subprocess.CompletedProcess:
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    return subprocess.run([sys.executable, "-m", "training", "train", *map(str, argv)], cwd=ROOT, env=env,
+                          capture_output=True, text=True, timeout=120)
+
+
+@pytest.mark.parametrize("device", ["banana", "gpu", "cuda:x", "cpu:0", "CUDA", " cpu"])
+def test_a_device_that_is_not_one_is_a_one_line_error_before_training(files, capsys, tmp_path: Path,
+                                                                      device: str) -> None:
+    out = tmp_path / "never.json"
+    code = main(["train", str(files["resnet"]), "--macro", "nb201", "--trainer", str(files["tiny"]),
+                 "--device", device, "--out", str(out)])
+    captured = capsys.readouterr()
+    assert code == 2 and captured.out == "" and not out.exists()  # nothing was trained or written
+    assert captured.err.count("\n") == 1
+    assert f"--device {device!r} is not a device; valid: cpu, cuda, cuda:N, mps" in captured.err
+
+
+def test_a_device_this_machine_lacks_is_a_one_line_error(files, capsys) -> None:
+    # cuda:99 is a device name, but no machine this runs on has 100 GPUs (or it has none at all).
+    code = main(["train", str(files["resnet"]), "--macro", "nb201", "--device", "cuda:99"])
+    captured = capsys.readouterr()
+    assert code == 2 and captured.out == "" and captured.err.count("\n") == 1
+    assert captured.err.startswith("python -m training: --device cuda:99: ")
+    assert "CUDA is not available" in captured.err or "CUDA device(s), cuda:0 to" in captured.err
+
+
+def test_the_command_line_prints_no_traceback_for_a_bad_device(files) -> None:
+    p = _cli(files["resnet"], "--macro", "nb201", "--device", "banana")
+    assert p.returncode == 2 and p.stdout == "" and "Traceback" not in p.stderr
+    assert p.stderr == "python -m training: --device 'banana' is not a device; valid: cpu, cuda, cuda:N, mps\n"
+
+
+def test_an_unwritable_out_fails_before_training(files, capsys, tmp_path: Path) -> None:
+    a_file = tmp_path / "plain.txt"
+    a_file.write_text("x")
+    cases = {"/proc/no-such-dir/out.json": "cannot write in /proc",  # even root cannot create files there
+             str(a_file / "out.json"): f"{a_file} is a file, not a folder",
+             str(tmp_path): "is a folder; give a file path"}
+    for out, why in cases.items():
+        code = main(["train", str(files["resnet"]), "--macro", "nb201", "--trainer", str(files["tiny"]),
+                     "--out", out])
+        captured = capsys.readouterr()
+        assert code == 2 and captured.out == "", out  # no metrics: training never started
+        assert captured.err.count("\n") == 1 and f"--out {out}" in captured.err and why in captured.err, captured.err
+    assert not [p for p in tmp_path.iterdir() if p.name.startswith(".")]  # the write check leaves nothing behind

@@ -210,8 +210,9 @@ def test_missing_table_is_a_failed_result(tmp_path: Path) -> None:
 
 
 def test_pickled_evaluator_leaves_the_table_behind(evaluator: Nb201TableEvaluator) -> None:
+    table = evaluator.table()
     blob = pickle.dumps(evaluator)
-    assert len(blob) < 2000
+    assert len(blob) < 2000  # the 15,625-row table stays behind: a worker process loads its own
     copy = pickle.loads(blob)
-    assert copy == evaluator and copy._cache == {}
-    assert "table" in evaluator._cache  # the original keeps its cache
+    assert copy == evaluator
+    assert evaluator.table() is table  # the original keeps the table it loaded

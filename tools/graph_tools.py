@@ -28,11 +28,6 @@ class Draft:
         b = parse_block(text)
         return cls(kind, b, b)
 
-    @property
-    def last_issues(self) -> list[Issue] | None:
-        return self.validations[-1] if self.validations else None
-
-
 class EditArgs(BaseModel):
     edits: list[Edit] = Field(description="edits applied in order, atomically: all or none")
 

@@ -6,7 +6,7 @@ from typing import Literal
 from pydantic import BaseModel, Field
 
 from .base import ToolResult, TypedTool
-from .memory import ExperienceStore, Inspiration, KnowledgeStore
+from .memory import ExperienceStore, KnowledgeStore
 
 
 class KnowledgeQuery(BaseModel):
@@ -51,16 +51,6 @@ class ExperienceResult(ToolResult):
     items: list[ExperienceHit] = []
 
 
-class NewInspiration(BaseModel):
-    text: str = Field(description="two to four sentences: what to change in a block and why")
-    source: str = Field(description="the paper: title (first author, year)")
-    tags: list[str] = []
-
-
-class AddedResult(ToolResult):
-    id: str | None = None
-
-
 def knowledge_tool(store: KnowledgeStore) -> TypedTool:
     def run(q: KnowledgeQuery) -> KnowledgeResult:
         hits = store.search(q.query, k=q.k, tags=q.tags or None)
@@ -82,15 +72,3 @@ def experience_tool(store: ExperienceStore) -> TypedTool:
 
     return TypedTool("search_experience", "Retrieve past design experience: failures, fixes, successes, regressions.",
                      ExperienceQuery, ExperienceResult, run)
-
-
-def add_inspiration_tool(store: KnowledgeStore, id_prefix: str = "reader") -> TypedTool:
-    def run(n: NewInspiration) -> AddedResult:
-        import hashlib
-
-        ident = f"{id_prefix}-{hashlib.blake2b(n.text.encode(), digest_size=6).hexdigest()}"
-        store.add([Inspiration(id=ident, text=n.text, source=n.source, tags=n.tags)])
-        return AddedResult(id=ident)
-
-    return TypedTool("add_inspiration", "Store a new inspiration in the knowledge base.",
-                     NewInspiration, AddedResult, run)

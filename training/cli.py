@@ -2,17 +2,24 @@
 
 stdout gets one JSON document: the result's metrics (TrialResult.metrics(), without the per-epoch
 history) or, for bad input, `{"ok": false, "errors": [{"node", "code", "message"}...]}`, the shape
-`python -m graphs` uses. Exit status 0 for an ok result, 1 for a failed result or bad input.
+`python -m graphs` uses. Exit status 0 for an ok result, 1 for a failed result or bad input, 2 for a
+`--device` or `--out` this machine cannot use: one line on stderr, nothing on stdout, checked
+before anything is loaded or trained.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import os
+import re
 import sys
+import tempfile
 from pathlib import Path
 
-__all__ = ["main", "parser", "CliError"]
+__all__ = ["main", "parser", "CliError", "device_problem", "out_problem"]
+
+DEVICES = "cpu, cuda, cuda:N, mps"
 
 
 class CliError(Exception):
@@ -49,13 +56,56 @@ def parser() -> argparse.ArgumentParser:
     t.add_argument("--table", default=None, help="NB201 table CSV for --evaluator nb201_table")
     t.add_argument("--out-of-space", choices=("train", "skip"), default="train",
                    help="nb201_table: train an out-of-space candidate, or return 'not in table'")
-    t.add_argument("--device", default=None, help="cpu, cuda, cuda:N (default: cuda when available)")
+    t.add_argument("--device", default=None, help=f"{DEVICES} (default: cuda when available)")
     t.add_argument("--time-limit", type=float, default=None, help="seconds; a longer run ends as failed")
     t.add_argument("--trial-id", default="")
     t.add_argument("--out", default=None, help="also write the full result (with epochs) to this JSON path")
     t.add_argument("--progress", action=argparse.BooleanOptionalAction, default=None,
                    help="epoch bar (default: when stdout is a terminal)")
     return p
+
+
+def device_problem(device: str | None) -> str | None:
+    """Why `device` cannot train here (not a device name, or not on this machine), or None."""
+    if device is None:
+        return None
+    hit = re.fullmatch(r"(cpu|cuda|mps)(?::(\d+))?", device)
+    if hit is None or (hit.group(2) is not None and hit.group(1) != "cuda"):
+        return f"--device {device!r} is not a device; valid: {DEVICES}"
+    import torch
+
+    kind, index = hit.group(1), hit.group(2)
+    if kind == "cuda":
+        count = torch.cuda.device_count() if torch.cuda.is_available() else 0
+        if count == 0:
+            return f"--device {device}: CUDA is not available on this machine; use --device cpu"
+        if index is not None and int(index) >= count:
+            return f"--device {device}: this machine has {count} CUDA device(s), cuda:0 to cuda:{count - 1}"
+    if kind == "mps" and not torch.backends.mps.is_available():
+        return f"--device {device}: MPS is not available on this machine; use --device cpu"
+    return None
+
+
+def out_problem(out: str | None) -> str | None:
+    """Why the result file `out` could not be written after training, or None. Missing folders are
+    made when it is written, so the nearest existing folder above it must take a new file."""
+    if out is None:
+        return None
+    path = Path(out).expanduser()
+    if not path.name or path.is_dir():
+        return f"--out {out} is a folder; give a file path such as {Path(out) / 'result.json'}"
+    parent = path.parent
+    while not parent.exists() and parent != parent.parent:
+        parent = parent.parent
+    if not parent.is_dir():
+        return f"--out {out}: {parent} is a file, not a folder"
+    try:  # a real write: permission bits say nothing for root, nor for read-only or virtual file systems
+        fd, probe = tempfile.mkstemp(dir=parent, prefix=".write-check-")
+        os.close(fd)
+        os.unlink(probe)
+    except OSError as e:
+        return f"--out {out}: cannot write in {parent} ({e.strerror or e})"
+    return None
 
 
 def _spec(a):
@@ -122,6 +172,14 @@ def _emit(obj) -> None:
 def main(argv: list[str] | None = None) -> int:
     try:
         a = parser().parse_args(argv)
+    except CliError as e:
+        _emit({"ok": False, "errors": e.errors})
+        return 1
+    for problem in (device_problem(a.device), out_problem(a.out)):
+        if problem:
+            sys.stderr.write(f"python -m training: {problem}\n")
+            return 2
+    try:
         evaluator, spec = _spec(a)
     except CliError as e:
         _emit({"ok": False, "errors": e.errors})

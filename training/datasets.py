@@ -7,7 +7,9 @@ memory (and on the GPU), which is what lets the trainer skip DataLoader workers.
 
 from __future__ import annotations
 
+import codecs
 import hashlib
+import importlib
 import os
 import pickle
 import shutil
@@ -27,6 +29,7 @@ __all__ = [
     "DatasetNotFoundError",
     "DatasetChecksumError",
     "DatasetFormatError",
+    "UnsafePickleError",
     "UnknownDatasetError",
     "Split",
     "ImageDataset",
@@ -51,6 +54,11 @@ class DatasetChecksumError(DatasetError):
 
 class DatasetFormatError(DatasetError):
     """A file exists but does not hold what the format promises."""
+
+
+class UnsafePickleError(DatasetFormatError):
+    """A dataset pickle names something the CIFAR/ImageNet16 format never holds (a function that
+    could run code): it is refused before anything in it is called."""
 
 
 class UnknownDatasetError(DatasetError, KeyError):
@@ -130,12 +138,67 @@ def _shuffled(split: Split, seed: int) -> Split:
     return Split(split.x[p], split.y[p])
 
 
+def _numpy_part(module: str, name: str):
+    """numpy's pickle helpers live in numpy._core since numpy 2 and in numpy.core before: files
+    written by either name them by the module of their day."""
+    for where in ("numpy._core", "numpy.core"):
+        try:
+            return getattr(importlib.import_module(f"{where}.{module}"), name)
+        except (ImportError, AttributeError):
+            continue
+    raise AttributeError(f"numpy has no {module}.{name}")  # pragma: no cover - every numpy has one
+
+
+def _latin1_encode(text: str, encoding: str = "latin1"):
+    # Python 3 writes bytes into protocol-2 pickles as _codecs.encode(text, "latin1").
+    if codecs.lookup(encoding).name != "iso8859-1":
+        raise pickle.UnpicklingError(f"_codecs.encode with encoding {encoding!r} (only latin1 is in the format)")
+    return codecs.encode(text, "latin1")
+
+
+# Everything the CIFAR-10/100 and ImageNet16 python pickles refer to by name: numpy arrays, their
+# dtypes and scalars. Dicts, lists, strings, bytes and numbers need no name. Nothing here runs code.
+_PICKLE_GLOBALS: dict[tuple[str, str], Callable[[], object]] = {
+    ("numpy", "ndarray"): lambda: np.ndarray,
+    ("numpy", "dtype"): lambda: np.dtype,
+    **{(f"{where}.multiarray", name): (lambda name=name: _numpy_part("multiarray", name))
+       for where in ("numpy._core", "numpy.core") for name in ("_reconstruct", "scalar")},
+    **{(f"{where}.numeric", "_frombuffer"): (lambda: _numpy_part("numeric", "_frombuffer"))
+       for where in ("numpy._core", "numpy.core")},
+    ("_codecs", "encode"): lambda: _latin1_encode,
+}
+
+
+class _DatasetUnpickler(pickle.Unpickler):
+    """Admits only the globals of the dataset format; anything else (os.system, eval, a class
+    whose construction runs code) is refused before it is looked up, let alone called."""
+
+    def find_class(self, module: str, name: str):
+        make = _PICKLE_GLOBALS.get((module, name))
+        if make is None:
+            raise _Refused(f"{module}.{name}")
+        return make()
+
+
+class _Refused(pickle.UnpicklingError):
+    def __init__(self, name: str):
+        super().__init__(name)
+        self.name = name
+
+
 def _unpickle(path: Path) -> dict:
+    """A batch file of the CIFAR/ImageNet16 python format, read with a restricted unpickler."""
     try:
         with open(path, "rb") as f:
-            obj = pickle.load(f, encoding="bytes")
-    except (OSError, pickle.UnpicklingError, EOFError, ValueError) as e:
-        raise DatasetFormatError(f"cannot read {path}: {e}") from e
+            obj = _DatasetUnpickler(f, encoding="bytes").load()
+    except _Refused as e:
+        raise UnsafePickleError(
+            f"{path}: refused to load the global {e.name!r}: a CIFAR/ImageNet16 batch holds only dicts, lists, "
+            f"strings, numbers and numpy arrays, so this file is not one (or has been tampered with); "
+            f"replace it with the official file") from None
+    except (OSError, pickle.UnpicklingError, EOFError, ValueError, TypeError, AttributeError, IndexError,
+            KeyError, MemoryError) as e:  # what a truncated or garbled pickle raises
+        raise DatasetFormatError(f"cannot read {path}: {type(e).__name__}: {e}") from e
     if not isinstance(obj, dict):
         raise DatasetFormatError(f"{path}: expected a pickled dict, got {type(obj).__name__}")
     # CIFAR pickles have bytes keys, the ImageNet16 ones str keys: accept both.

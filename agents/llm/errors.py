@@ -5,8 +5,11 @@ carry `status_code` and `response.headers`; network failures are connection or t
 from __future__ import annotations
 
 import asyncio
+import logging
+from contextlib import contextmanager
 from email.utils import parsedate_to_datetime
 from datetime import datetime, timezone
+from typing import Iterator
 
 # Request timeout, conflict, rate limit: the same request may succeed later. 5xx likewise.
 TRANSIENT_STATUS = {408, 409, 425, 429}
@@ -96,3 +99,49 @@ def _chain(exc: BaseException):
         seen.add(id(exc))
         yield exc
         exc = exc.__cause__ or exc.__context__
+
+
+# AutoGen's runtime logs an agent's failure with its traceback, then once more for every other agent
+# of the group chat, which is sent a GroupChatError that its container cannot handle.
+_ECHO = ("Unhandled message in agent container", "GroupChatError")
+
+
+class OneLineFailures(logging.Filter):
+    """For AutoGen's runtime logger ("autogen_core"): each failure becomes at most one line.
+
+    A model-call failure was logged once already, in one line, by the client (ManagedClient), so
+    AutoGen's record of it is dropped, as are the echoes it logs for the other agents; any other
+    exception is kept as one line naming it. The failure's full traceback goes to `debug_log` at
+    DEBUG (where it is enabled)."""
+
+    def __init__(self, debug_log: logging.Logger | None = None):
+        super().__init__()
+        self._debug = debug_log or logging.getLogger("nader.llm")
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        exc = record.exc_info[1] if record.exc_info else None
+        if exc is None:
+            return True
+        if all(m in str(exc) for m in _ECHO):  # says nothing the first record did not
+            return False
+        if self._debug.isEnabledFor(logging.DEBUG):
+            self._debug.debug("%s (full trace)", record.getMessage(), exc_info=record.exc_info)
+        if any(isinstance(e, ModelCallError) for e in _chain(exc)):
+            return False
+        text = str(exc).strip().splitlines()
+        record.msg, record.args = f"{record.getMessage()}: {type(exc).__name__}: {text[0] if text else ''}", ()
+        record.exc_info, record.exc_text = None, None
+        return True
+
+
+@contextmanager
+def one_line_failures(logger: str = "autogen_core", debug_log: logging.Logger | None = None
+                      ) -> Iterator[OneLineFailures]:
+    """Install OneLineFailures on `logger` for the duration of the block (a run)."""
+    target = logging.getLogger(logger)
+    flt = OneLineFailures(debug_log)
+    target.addFilter(flt)
+    try:
+        yield flt
+    finally:
+        target.removeFilter(flt)

@@ -1,12 +1,19 @@
 """The usage ledger: every model call's tokens and dollars by role, trial and model, the run's
-caps, and the retry/error events the trial transcript shows. One ledger per run, passed in."""
+caps, and the retry/error events the trial transcript shows. One ledger per run, passed in.
+
+On disk: `usage.jsonl`, a journal with one line per call appended as the call is recorded (so a
+killed run loses no spent call), and `usage.json`, the summary rewritten by `save()`. On resume the
+journal is the record of the calls."""
 from __future__ import annotations
 
 import json
+import os
 import time
+from contextlib import contextmanager
+from contextvars import ContextVar
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Mapping
+from typing import Iterator, Mapping
 
 from pydantic import BaseModel, Field
 
@@ -26,6 +33,13 @@ class Caps(BaseModel):
     max_usd: float | None = Field(None, gt=0)
     max_tokens: int | None = Field(None, gt=0)
     max_hours: float | None = Field(None, gt=0)
+
+
+class LedgerError(ValueError):
+    """The usage journal cannot be read; the message names the file and line."""
+
+
+JOURNAL_NAME = "usage.jsonl"
 
 
 class Call(BaseModel):
@@ -72,12 +86,45 @@ class UsageLedger:
         self.prices = {k: Price.model_validate(v) for k, v in (prices or {}).items()}
         self.caps = caps or Caps()
         self.calls: list[Call] = []
-        self.trial = "setup"  # which part of the run calls are charged to; set by the run loop
-        self.stopped: str | None = None
+        # Which part of the run calls are charged to. A context variable, so that trials running
+        # side by side (each in its own asyncio task) charge their own calls.
+        self._trial: ContextVar[str] = ContextVar(f"ledger_trial_{id(self)}", default="setup")
+        self._stopped: str | None = None
+        self._journal: Path | None = None
         self._events: list[dict] = []
         self._redact = redact
         self._elapsed_before = 0.0
         self._started = time.monotonic()
+
+    # ------------------------------------------------------------------ what calls are charged to
+    @contextmanager
+    def charging(self, trial: str) -> Iterator[None]:
+        """Calls recorded inside (in this task and the tasks it starts) are charged to `trial`;
+        the previous label is restored on exit."""
+        token = self._trial.set(str(trial))
+        try:
+            yield
+        finally:
+            self._trial.reset(token)
+
+    @property
+    def trial(self) -> str:
+        """What calls recorded now are charged to (set with `charging`)."""
+        return self._trial.get()
+
+    @property
+    def stopped(self) -> str | None:
+        """Why the run stopped early (a cap reached), or None (set with `stop`)."""
+        return self._stopped
+
+    def stop(self, reason: str | None) -> None:
+        """Record that the run stops early and why (usage.json reports it); None: it does not."""
+        self._stopped = reason or None
+
+    @property
+    def journal(self) -> Path | None:
+        """The file every recorded call is appended to (set by `resume`), or None: memory only."""
+        return self._journal
 
     # ------------------------------------------------------------------ recording
     def price(self, model: str) -> Price:
@@ -94,7 +141,21 @@ class UsageLedger:
                     cached=cached, attempts=attempts,
                     seconds=round(seconds, 3), errors=[self._redact(e) for e in errors or []], failed=failed)
         self.calls.append(call)
+        self._append(call.model_dump())
         return call
+
+    def _append(self, entry: dict) -> None:
+        """One journal line, written by a single write() on an O_APPEND descriptor: a killed
+        process leaves whole lines (at worst a torn last one, which `resume` drops)."""
+        if self._journal is None:
+            return
+        line = (self._redact(json.dumps(entry, separators=(",", ":"))) + "\n").encode()
+        self._journal.parent.mkdir(parents=True, exist_ok=True)
+        fd = os.open(self._journal, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+        try:
+            os.write(fd, line)
+        finally:
+            os.close(fd)
 
     def event(self, role: str, text: str) -> None:
         """A retry or error inside a model call: not a chat message, but the transcript shows it."""
@@ -146,26 +207,43 @@ class UsageLedger:
             per_trial[trial] = {"total": self.totals(trial), "per_role": roles}
         return {"total": self.totals(), "per_role": self.by("role"), "per_model": self.by("model"),
                 "per_trial": per_trial, "elapsed_s": round(self.elapsed_s(), 1), "caps": self.caps.model_dump(),
-                "prices": {m: p.model_dump() for m, p in self.prices.items()}, "stopped": self.stopped,
+                "prices": {m: p.model_dump() for m, p in self.prices.items()}, "stopped": self._stopped,
                 "calls": [c.model_dump() for c in self.calls]}
 
     def save(self, path: Path) -> None:
         atomic_write(path, self._redact(json.dumps(self.to_json(), indent=2)))  # never half a ledger
 
     def resume(self, path: Path) -> None:
-        """Continue the totals (and the elapsed time) of an earlier run in the same directory."""
-        if not path.exists():
-            return
-        data = json.loads(path.read_text())
-        self.calls = [Call.model_validate(c) for c in data.get("calls", [])]
-        self._elapsed_before = float(data.get("elapsed_s", 0.0))
+        """Continue the calls and the elapsed time of an earlier run in the same directory, and
+        append every call recorded from now on to the journal beside `path` (usage.jsonl), so that
+        it is on disk at once. The journal is the record of the calls; `path` (usage.json, the
+        summary) gives the elapsed time, and the calls when an older run left no journal."""
+        path = Path(path)
+        journal = path.with_name(JOURNAL_NAME)
+        try:
+            summary = json.loads(path.read_text()) if path.exists() else {}
+            if not isinstance(summary, dict):
+                raise ValueError(f"a JSON {type(summary).__name__}, not an object")
+            self._elapsed_before = float(summary.get("elapsed_s", 0.0))
+        except (ValueError, TypeError) as exc:
+            raise LedgerError(f"{path} is not a usage summary ({exc}); delete it to resume (the calls are kept "
+                              f"in {journal.name})") from None
+        if journal.exists():
+            self.calls = read_journal(journal)
+            _mend_tail(journal)
+            self._journal = journal
+        else:  # a run from before the journal: start one with the calls usage.json holds
+            self.calls = [Call.model_validate(c) for c in summary.get("calls", [])]
+            self._journal = journal
+            for c in self.calls:
+                self._append(c.model_dump())
 
     def set_aside(self, finished: int) -> None:
         """Calls of trials after `finished` belong to a trial that was interrupted; a resumed run
-        runs it again, so they are kept (they were spent) under their own label, not that trial's."""
-        for c in self.calls:
-            if c.trial.isdigit() and int(c.trial) > finished:
-                c.trial = f"{c.trial}-interrupted"
+        runs it again, so they are kept (they were spent) under their own label, not that trial's.
+        The journal records the step, so that reading it back labels them the same way."""
+        _set_aside(self.calls, finished)
+        self._append({"set_aside": int(finished)})
 
     def summary_lines(self) -> list[str]:
         t = self.totals()
@@ -179,6 +257,62 @@ class UsageLedger:
         for role, r in sorted(self.by("role").items()):
             lines.append(f"  {role}: {r['calls']} calls, {r['tokens']:,} tokens, ${r['usd']:.4f}")
         return lines
+
+
+def _set_aside(calls: list[Call], finished: int) -> None:
+    for c in calls:
+        if c.trial.isdigit() and int(c.trial) > finished:
+            c.trial = f"{c.trial}-interrupted"
+
+
+def read_journal(path: Path) -> list[Call]:
+    """The calls of a usage journal, with its set-aside steps applied. A last line cut short (the
+    process was killed while writing it) is left out; a bad line anywhere else is a LedgerError."""
+    lines = path.read_bytes().split(b"\n")
+    tail = lines.pop()  # what follows the last newline: b"" unless the last write was cut short
+    calls: list[Call] = []
+    for number, line in enumerate(lines, 1):
+        if line.strip():
+            try:
+                _apply(calls, line)
+            except (ValueError, TypeError) as exc:  # JSON and pydantic errors alike
+                first = str(exc).strip().splitlines()[0]
+                raise LedgerError(f"{path} line {number} is not a usage record ({first}); the run's spent calls "
+                                  f"cannot be counted: repair or delete that line to resume") from None
+    if tail.strip():
+        try:  # cut just before its newline: the record is whole
+            _apply(calls, tail)
+        except (ValueError, TypeError):
+            pass
+    return calls
+
+
+def _mend_tail(path: Path) -> None:
+    """End the journal on a newline, so that the next line appended starts a line of its own: a
+    whole record that lost only its newline gets it back, a torn one is cut off."""
+    raw = path.read_bytes()
+    tail = raw[raw.rfind(b"\n") + 1:]
+    if not tail:
+        return
+    try:
+        _apply([], tail)
+        whole = True
+    except (ValueError, TypeError):
+        whole = False
+    with open(path, "r+b") as f:
+        if whole:
+            f.seek(0, os.SEEK_END)
+            f.write(b"\n")
+        else:
+            f.truncate(len(raw) - len(tail))
+
+
+def _apply(calls: list[Call], line: bytes) -> None:
+    entry = json.loads(line)
+    if isinstance(entry, dict) and set(entry) == {"set_aside"}:
+        _set_aside(calls, int(entry["set_aside"]))
+    else:
+        calls.append(Call.model_validate(entry))
 
 
 def _now() -> str:

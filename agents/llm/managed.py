@@ -2,6 +2,7 @@
 cache, retries and the usage ledger, one instance per role so that usage is charged to the role."""
 from __future__ import annotations
 
+import copy
 import logging
 import time
 from typing import Any, AsyncGenerator, Callable, Literal, Mapping, Optional, Sequence
@@ -40,6 +41,24 @@ class ManagedClient(ChatCompletionClient):
         self._redact = redact
         self._last = RequestUsage(prompt_tokens=0, completion_tokens=0)
         self._total = RequestUsage(prompt_tokens=0, completion_tokens=0)
+
+    # Read-only views of what the client was built with (tests and reports read these).
+    @property
+    def retry(self) -> RetryPolicy:
+        return self._retry
+
+    @property
+    def cache(self) -> ReplayCache | None:
+        return self._cache
+
+    @property
+    def timeout_s(self) -> float | None:
+        return self._timeout_s
+
+    @property
+    def settings(self) -> dict[str, Any]:
+        """The answer-deciding settings that key the cache (a copy)."""
+        return copy.deepcopy(self._settings)
 
     async def create(self, messages: Sequence[LLMMessage], *, tools: Sequence[Tool | ToolSchema] = [],
                      tool_choice: Tool | Literal["auto", "required", "none"] = "auto",

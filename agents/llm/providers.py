@@ -104,7 +104,7 @@ def must_be_set(where: str, name: str, provider: str) -> str:
     if where == "llm":
         return f"llm.{name} must be set for llm={provider} (e.g. llm.{name}={example})"
     value = f"'{example}'" if ":" in example else example  # a URL in a Hydra mapping must be quoted
-    return f"{where}.{name} must be set for {provider} (e.g. {where}={{provider:{provider},{name}:{value}}})"
+    return f"{where}.{name} must be set for {provider} (e.g. \"{where}={{provider:{provider},{name}:{value}}}\")"
 
 
 def check_urls(llm: dict, where: str) -> None:
@@ -124,9 +124,9 @@ def check_urls(llm: dict, where: str) -> None:
 def price_hint(model: str) -> str:
     """The override that adds a price for `model`, in a form Hydra's grammar accepts for that name."""
     if re.fullmatch(r"[A-Za-z0-9_\-]+", model):
-        return f"+llm.prices.{model}={{input:USD_per_1M,output:USD_per_1M}}"
+        return f"'+llm.prices.{model}={{input:USD_per_1M,output:USD_per_1M}}'"
     if not re.search(r"[\s:,{}\[\]='\"]", model):  # dots and slashes are fine as a mapping key
-        return f"+llm.prices={{{model}:{{input:USD_per_1M,output:USD_per_1M}}}}"
+        return f"'+llm.prices={{{model}:{{input:USD_per_1M,output:USD_per_1M}}}}'"
     return f"an entry for {model!r} under llm.prices in conf/config.yaml"
 
 
@@ -156,9 +156,9 @@ def read_key(llm: DictConfig, who: str) -> str | None:
 
 def check_key(llm: DictConfig, key: str | None, who: str, timeout_s: float = 10.0,
               redact=lambda s: s, where: str = "llm") -> str | None:
-    """Ask the server's model list whether it accepts the key, before any trial. A rejected key or
-    a host name that does not resolve is an error; a server that does not answer is only a warning
-    (it may come up, or the trials replay the cache). Every message passes through `redact`."""
+    """Ask the server's model list whether it accepts the key, before any trial. A rejected key, a
+    host name that does not resolve and a server that does not answer within `timeout_s` are errors
+    naming the URL. Every message passes through `redact`."""
     spec = llm.get("check_key")
     if not spec or not spec.get("url"):
         return None
@@ -176,9 +176,14 @@ def check_key(llm: DictConfig, key: str | None, who: str, timeout_s: float = 10.
         return None  # e.g. 404: the server has no model list; the first call will tell
     except (urllib.error.URLError, OSError) as exc:
         reason = getattr(exc, "reason", exc)
-        if isinstance(reason, socket.gaierror) and reason.errno != socket.EAI_AGAIN:  # EAI_AGAIN: try later
+        if isinstance(reason, socket.gaierror) and reason.errno != socket.EAI_AGAIN:
             raise LLMSetupError(redact(_unresolved(llm, url, reason, where))) from None
-        return redact(f"cannot reach {url} to check the key ({reason}); trials will retry or use the cache")
+        # A server that does not answer now would fail every trial after minutes of retries.
+        tip = "; to run from llm.cache alone, use llm.cache_mode=replay" if llm.get("cache") else ""
+        host = urlsplit(url).hostname
+        named = [f"{where}.{n}" for n in URL_FIELDS if n in llm and urlsplit(str(llm[n])).hostname == host]
+        raise LLMSetupError(redact(f"cannot reach the {llm.provider} server{who} at {url} within {timeout_s:g}s "
+                                   f"({reason}): start it or fix {named[0] if named else where}{tip}")) from None
     except Exception as exc:  # noqa: BLE001 - a check that cannot run must not end the run with a traceback
         text = str(exc).strip().splitlines()
         return redact(f"cannot check the key at {url} ({type(exc).__name__}: {text[0] if text else ''}); going on")
@@ -288,7 +293,7 @@ def _build_error(exc: Exception, llm: DictConfig, who: str, where: str, redact: 
     text = str(cause).strip()
     line = text.splitlines()[-1] if text else repr(cause)
     if "model_info" in line:  # a model name the SDK does not know: say how to describe it
-        line += f"; give its capabilities with +{where}.client.model_info={MODEL_INFO}"
+        line += f"; give its capabilities with '+{where}.client.model_info={MODEL_INFO}'"
     return LLMSetupError(redact(f"cannot build the {llm.get('provider')} client{who}: {line}"))
 
 
@@ -330,7 +335,9 @@ def _build_clients(cfg: DictConfig, conf_dir: Path, check: bool) -> ClientSet:
     for role, llm in configs.items():
         if "client" not in llm:
             raise LLMSetupError(f"llm config for {role} has no client (llm={llm.get('provider')})")
-        ident = json.dumps(resolved[role], sort_keys=True, default=str)
+        # A client whose config declares `role` (the offline designer) plays one role: one per role.
+        per_role = {"role": role} if "role" in llm.client else {}
+        ident = json.dumps([resolved[role], per_role], sort_keys=True, default=str)
         if ident not in inners:
             users = [r for r, c in resolved.items() if c == resolved[role]]
             who = "" if len(users) == len(ROLES) else f" (for the {', '.join(users)})"
@@ -338,7 +345,7 @@ def _build_clients(cfg: DictConfig, conf_dir: Path, check: bool) -> ClientSet:
             if key not in (llm.get("api_key_when_unset"), REPLAY_ONLY_KEY):
                 redact.add(key)
             try:
-                inners[ident] = instantiate(llm.client, **({"api_key": key} if key is not None else {}))
+                inners[ident] = instantiate(llm.client, **per_role, **({"api_key": key} if key is not None else {}))
             except Exception as exc:  # noqa: BLE001 - Hydra wraps import and argument errors alike
                 raise _build_error(exc, llm, who, wheres[role], redact) from None
             if check and key != REPLAY_ONLY_KEY and llm.get("cache_mode") != "replay":
@@ -350,7 +357,7 @@ def _build_clients(cfg: DictConfig, conf_dir: Path, check: bool) -> ClientSet:
                                       redact=redact)
     # After every client is built: config mistakes are told first, without waiting on a network.
     for llm, key, who, where in checks:
-        warning = check_key(llm, key, who, redact=redact, where=where)
+        warning = check_key(llm, key, who, timeout_s=float(llm.get("timeout_s") or 10.0), redact=redact, where=where)
         if warning:
             warnings.append(warning)
     return ClientSet(clients=clients, ledger=ledger, redact=redact, warnings=warnings)

@@ -2,14 +2,15 @@
 through the same tools an LLM would call, with a built-in design heuristic (agents/offline/strategies.py)
 and validator-driven repair (agents/offline/repair.py). It is a baseline designer, not a language model.
 
-It decides only from what a model would see: the role's system message, the visible messages and
-the tool results in them. Token usage is counted with a real GPT tokenizer.
+It is built for one role (as each role's model client is) and decides only from what a model of
+that role would see: the visible messages and the tool results in them. Markers, plan fields and
+task messages are read and written through agents.protocol. Token usage is counted with a real GPT
+tokenizer.
 """
 from __future__ import annotations
 
 import json
 import random
-import re
 from typing import Any, AsyncGenerator, Literal, Mapping, Optional, Sequence
 
 from autogen_core import CancellationToken, FunctionCall
@@ -27,28 +28,18 @@ from autogen_core.models import (
     UserMessage,
 )
 from autogen_core.tools import Tool, ToolSchema
-from pydantic import BaseModel
+from pydantic import BaseModel, Field
 
+from .. import protocol as P
 from ..tokens import count_tokens
-
-ROLES = ("Reader", "Proposer", "Modifier", "Reflector")
-MAX_ROUNDS = 5
-_FENCE = re.compile(r"```(?:block)?\n(.*?)```", re.S)
 
 
 class OfflineDesignerConfig(BaseModel):
+    role: str
     seed: int = 0
-    fault_rate: float = 0.25  # how often the first draft carries a typical mistake, as LLM drafts do
+    fault_rate: float = Field(0.25, ge=0.0, le=1.0)  # how often a first draft carries a typical mistake, as LLM drafts do
+    max_rounds: int = Field(P.MAX_ROUNDS, ge=1)  # the Reflector rejects after this many Modifier submissions
     encoding: str = "o200k_base"
-
-
-def role_of(messages: Sequence[LLMMessage]) -> str:
-    for m in messages:
-        if isinstance(m, SystemMessage):
-            hit = re.search(r"You are the (\w+)", m.content)
-            if hit and hit.group(1) in ROLES:
-                return hit.group(1)
-    raise ValueError("the offline designer needs a system message naming its role (You are the <Role>)")
 
 
 def _text(m: LLMMessage) -> str:
@@ -74,9 +65,11 @@ def _tool_results(messages: Sequence[LLMMessage]) -> list[tuple[str, dict]]:
         if isinstance(m, FunctionExecutionResultMessage):
             for r in m.content:
                 try:
-                    out.append((r.name, json.loads(r.content)))
+                    body = json.loads(r.content)
                 except (json.JSONDecodeError, TypeError):
-                    out.append((r.name, {"ok": False, "error": r.content}))
+                    body = None
+                # A result that is not a JSON object is a tool error as far as the designer can tell.
+                out.append((r.name, body if isinstance(body, dict) else {"ok": False, "error": str(r.content)}))
     return out
 
 
@@ -85,10 +78,14 @@ def _from(messages: Sequence[LLMMessage], source: str) -> list[str]:
 
 
 class OfflineDesignerClient(ChatCompletionClient):
-    """Deterministic per seed: the same task and seed give the same calls and texts."""
+    """One role's designer, deterministic per seed: the same task and seed give the same calls and
+    texts. ValueError for a role outside agents.protocol.ROLES or settings out of range."""
 
-    def __init__(self, seed: int = 0, fault_rate: float = 0.25, encoding: str = "o200k_base"):
-        self._cfg = OfflineDesignerConfig(seed=seed, fault_rate=fault_rate, encoding=encoding)
+    def __init__(self, role: str, seed: int = 0, fault_rate: float = 0.25, max_rounds: int = P.MAX_ROUNDS,
+                 encoding: str = "o200k_base"):
+        P.check_role(role)
+        self._cfg = OfflineDesignerConfig(role=role, seed=seed, fault_rate=fault_rate, max_rounds=max_rounds,
+                                          encoding=encoding)
         self._calls = 0
         self._total = RequestUsage(prompt_tokens=0, completion_tokens=0)
         self._last = RequestUsage(prompt_tokens=0, completion_tokens=0)
@@ -99,9 +96,8 @@ class OfflineDesignerClient(ChatCompletionClient):
                      json_output: Optional[bool | type[BaseModel]] = None,
                      extra_create_args: Mapping[str, Any] = {},
                      cancellation_token: Optional[CancellationToken] = None) -> CreateResult:
-        role = role_of(messages)
         names = {t["name"] if isinstance(t, dict) else t.name for t in tools}
-        out = getattr(self, f"_{role.lower()}")(_without_garbled_calls(messages), names)
+        out = getattr(self, f"_{self._cfg.role.lower()}")(_without_garbled_calls(messages), names)
         self._calls += 1
         if isinstance(out, list):
             completion = sum(count_tokens(c.name + c.arguments, self._cfg.encoding) for c in out)
@@ -122,6 +118,10 @@ class OfflineDesignerClient(ChatCompletionClient):
 
     async def close(self) -> None:
         return None
+
+    @property
+    def role(self) -> str:
+        return self._cfg.role
 
     def actual_usage(self) -> RequestUsage:
         return self._last
@@ -157,43 +157,56 @@ class OfflineDesignerClient(ChatCompletionClient):
         return tasks[0]
 
     def _block_text(self, task: str) -> str:
-        m = _FENCE.search(task)
-        if not m:
-            raise ValueError("the task message holds no ```block``` fence")
-        return m.group(1)
+        block = P.parse_design_task(task).block
+        if block is None:
+            raise ValueError(f"the task message holds no ```{P.BLOCK_FENCE} fence")
+        return block
 
     def _trial(self, task: str) -> int:
-        m = re.search(r"Trial (\d+)", task)
-        return int(m.group(1)) if m else 0
+        return P.parse_design_task(task).trial
 
     def _rng(self, *parts) -> random.Random:
         return random.Random(":".join(map(str, (self._cfg.seed, *parts))))
 
     def _plan(self, task: str, strategy: str | None = None):
-        """The strategy plan for this task; re-derived identically by Proposer and Modifier."""
+        """The strategy plan for this task, re-derived identically by Proposer and Modifier: the
+        named strategy when it has a site in the block, else the one chosen as if nothing had been
+        planned. None when no strategy applies to the block at all."""
         from graphs.ir import parse_block
 
-        from .strategies import BY_NAME, choose
+        from .strategies import BY_NAME, NotApplicable, choose
 
         block = parse_block(self._block_text(task))
-        trial = self._trial(task)
-        if strategy and strategy in BY_NAME:
-            return BY_NAME[strategy].propose(block, self._rng(trial, "edits", strategy))
-        avoid = set(re.findall(r"STRATEGY:\s*([\w-]+)", task.split("```")[-1] if "```" in task else task))
-        return choose(block, self._rng(trial, "choose"), tags_hint=None, avoid=avoid)
+        parsed = P.parse_design_task(task)
+        if strategy in BY_NAME:
+            plan = BY_NAME[strategy].try_propose(block, self._rng(parsed.trial, "edits", strategy))
+            if plan is not None:
+                return plan
+        try:
+            return choose(block, self._rng(parsed.trial, "choose"), tags_hint=None,
+                          avoid=set(P.mentioned_strategies(parsed.tried)))
+        except NotApplicable:
+            return None
+
+    def _planned_strategy(self, messages) -> str | None:
+        """The strategy the Proposer's last reply names; None when it wrote no plan."""
+        proposals = _from(messages, "Proposer")
+        return P.strategy_key(P.parse_plan(proposals[-1])) if proposals else None
 
     # ------------------------------------------------------------------ roles
     def _proposer(self, messages, tools):
         task = self._task(messages)
         plan = self._plan(task)
+        if plan is None:
+            return P.render_plan("none", "none", "no built-in strategy finds a site in this block; keep it unchanged.")
         results = _tool_results(_turn(messages))
         if not results and "search_knowledge" in tools:
             tags = list(plan.tags)
             return self._call("search_knowledge", {"query": f"{' '.join(tags)}: {plan.summary}", "k": 3})
-        hits = results[-1][1].get("items", []) if results else []
+        hits = [h for h in (results[-1][1].get("items") or [] if results else []) if isinstance(h, dict) and "id" in h]
         insp = hits[0] if hits else None
         ref = f"{insp['id']} ({insp.get('source', '')})" if insp else "none"
-        return f"STRATEGY: {plan.strategy}\nINSPIRATION: {ref}\nPLAN: {plan.summary}"
+        return P.render_plan(plan.strategy, ref, plan.summary)
 
     def _reflector(self, messages, tools):
         turn = _turn(messages)
@@ -203,7 +216,7 @@ class OfflineDesignerClient(ChatCompletionClient):
             if not results and "search_experience" in tools:
                 return self._call("search_experience", {"query": _text(last_other), "k": 5})
             quotes = _quotes(results[-1][1] if results else {})
-            return "ADVICE: keep channel counts in C, give every Add/Mul/concat all its inputs, and validate " \
+            return f"{P.ADVICE}: keep channel counts in C, give every Add/Mul/concat all its inputs, and validate " \
                    "before submitting." + (f"\n{quotes}" if quotes else "\nNo stored experience applies yet.")
         # Review of a Modifier submission: validate, then look up fixes for what is wrong.
         checks = [r for n, r in results if n == "validate_block"]
@@ -211,20 +224,21 @@ class OfflineDesignerClient(ChatCompletionClient):
             return self._call("validate_block", {"note": "review of the Modifier's draft"})
         check = checks[-1]
         if check.get("valid"):
-            return "APPROVE: the draft passes the flow validator and implements the plan."
-        errors = check.get("errors", [])
-        listed = "\n".join(f"- [{e['code']}] {e['message']}" for e in errors[:8])
+            return f"{P.APPROVE}: the draft passes the flow validator and implements the plan."
+        errors = _errors(check)
+        listed = "\n".join(f"- [{e['code']}] {e['message']}" for e in errors[:8]) or \
+            f"- the validator could not check the draft: {check.get('error') or 'no errors were reported'}"
         rounds = len(_from(messages, "Modifier"))
-        if rounds >= MAX_ROUNDS:
-            return f"REJECT: still invalid after {rounds} rounds:\n{listed}"
+        if rounds >= self._cfg.max_rounds:
+            return f"{P.REJECT}: still invalid after {rounds} rounds:\n{listed}"
         found = [r for n, r in results if n == "search_experience"]
-        if not found and "search_experience" in tools:
+        if errors and not found and "search_experience" in tools:
             first = errors[0]
             return self._call("search_experience", {"query": f"{first['code']}: {first['message']}", "k": 5,
                                                     "types": ["fix"], "error_code": first["code"]})
         advice = self._repair_advice(check)
         quotes = _quotes(found[-1] if found else {})
-        return f"REVISE: the validator reports {len(errors)} error(s):\n{listed}\nAdvice: {advice}" + \
+        return f"{P.REVISE}: the validator reports {len(errors)} error(s):\n{listed}\n{P.ADVICE_LABEL}: {advice}" + \
                (f"\n{quotes}" if quotes else "")
 
     def _repair_advice(self, check: dict) -> str:
@@ -247,22 +261,22 @@ class OfflineDesignerClient(ChatCompletionClient):
         done_in_turn = _tool_results(turn)
         if done_in_turn and done_in_turn[-1][0] == "validate_block":
             r = done_in_turn[-1][1]
-            state = "valid" if r.get("valid") else f"{len(r.get('errors', []))} validator error(s)"
-            return f"SUBMITTED: draft edited as planned ({state})."
+            state = "valid" if r.get("valid") else f"{len(_errors(r))} validator error(s)"
+            return f"{P.SUBMITTED}: draft edited as planned ({state})."
+        # A Proposer reply without a plan (after failed tool calls, empty, garbled) is no reason to
+        # fail: _plan then chooses the strategy as if nothing had been planned.
+        strategy = self._planned_strategy(messages)
         if done_in_turn and done_in_turn[-1][0] == "edit_block":
             failed = [r for n, r in done_in_turn if n == "edit_block" and not r.get("ok", True)]
             if failed and len(failed) < 2 and not done_in_turn[-1][1].get("ok", True):
-                proposals = _from(messages, "Proposer")
-                hit = re.search(r"STRATEGY:\s*([\w-]+)", proposals[-1]) if proposals else None
-                plan = self._plan(task, hit.group(1) if hit else None)
-                return self._call("edit_block", {"edits": self._repair_edits(None, task, plan)})
+                return self._call("edit_block", {"edits": self._repair_edits(None, task, self._plan(task, strategy))})
             return self._call("validate_block", {"note": "check the edited draft"})
         # Start of a turn: first submission follows the plan; later ones repair the last validation.
-        proposals = _from(messages, "Proposer")
-        strategy = re.search(r"STRATEGY:\s*([\w-]+)", proposals[-1]).group(1) if proposals else None
+        plan = self._plan(task, strategy)
         earlier = [r for n, r in _tool_results(messages) if n == "validate_block"]
         edits_failed = [r for n, r in _tool_results(messages) if n == "edit_block" and not r.get("ok", True)]
-        plan = self._plan(task, strategy)
+        if plan is None and not earlier:
+            return f"{P.SUBMITTED}: no change; no built-in strategy finds a site in this block."
         if not earlier and not edits_failed:
             from graphs.ir import parse_block
 
@@ -281,11 +295,11 @@ class OfflineDesignerClient(ChatCompletionClient):
 
         from .repair import repair
 
-        if check and check.get("block") and check.get("errors"):
+        if check and check.get("block") and _errors(check):
             try:
                 block = parse_block(check["block"])
                 issues = [Issue(node=e["node"], code=ErrorCode(e["code"]), message=e["message"])
-                          for e in check["errors"]]
+                          for e in _errors(check)]
                 fix = repair(block, issues, self._rng("repair", len(check["errors"])))
             except Exception:  # noqa: BLE001 - fall back to redoing the plan cleanly
                 fix = None
@@ -293,7 +307,8 @@ class OfflineDesignerClient(ChatCompletionClient):
                 return [e.model_dump(mode="json") for e in fix[0]]
         # Redo the plan from the original block, without the mistake.
         original = self._block_text(task)
-        return [{"kind": "replace_block", "text": original}] + [e.model_dump(mode="json") for e in plan.edits]
+        redo = [e.model_dump(mode="json") for e in plan.edits] if plan is not None else []
+        return [{"kind": "replace_block", "text": original}] + redo
 
     def _reader(self, messages, tools):
         """Finds sentences about architecture ideas with the built-in concept vocabulary and stores
@@ -306,16 +321,15 @@ class OfflineDesignerClient(ChatCompletionClient):
         results = _tool_results(_turn(messages))
         if results or "add_inspiration" not in tools:
             stored = sum(1 for n, r in results if r.get("ok", True) and r.get("id"))
-            return f"DONE: {stored} inspiration(s) stored"
-        excerpt = re.search(r"<<<EXCERPT\n(.*)\nEXCERPT>>>", task, re.S)
-        limit = re.search(r"up to (\d+) architecture ideas", task)
-        text = excerpt.group(1) if excerpt else task
+            return f"{P.DONE}: {stored} inspiration(s) stored"
+        parsed = P.parse_reader_task(task)
+        text = parsed.excerpt if parsed.excerpt is not None else task
         # Each part of the excerpt says its section and page; an idea is reported with its part's.
         parts = parse_segments(text) or [Segment(section="", page=1, text=text)]
         ideas = [(idea, part) for part in parts for idea in find_ideas(part.text)]
-        ideas = ideas[: int(limit.group(1)) if limit else 3]
+        ideas = ideas[: parsed.limit if parsed.limit is not None else 3]
         if not ideas:
-            return "DONE: 0 inspiration(s) stored; no architecture idea in this excerpt"
+            return f"{P.DONE}: 0 inspiration(s) stored; no architecture idea in this excerpt"
         return [FunctionCall(id=f"call_{self._calls}_{i}", name="add_inspiration",
                              arguments=json.dumps({"text": idea.text, "tags": idea.tags,
                                                    "section": part.section, "page": part.page}))
@@ -355,5 +369,13 @@ def _without_garbled_calls(messages: Sequence[LLMMessage]) -> list[LLMMessage]:
 def _quotes(result: dict) -> str:
     # Fixes first: they carry advice that repaired a real error.
     rank = {"fix": 0, "failure": 1, "regression": 2, "success": 3}
-    items = sorted(result.get("items", []), key=lambda it: rank.get(it.get("type"), 4))[:3]
-    return "\n".join(f"Experience {it['id']}: {it.get('advice') or it.get('text', '')}" for it in items)
+    items = [it for it in result.get("items") or [] if isinstance(it, dict) and "id" in it]
+    items = sorted(items, key=lambda it: rank.get(it.get("type"), 4))[:3]
+    return "\n".join(f"{P.EXPERIENCE_LABEL} {it['id']}: {it.get('advice') or it.get('text', '')}" for it in items)
+
+
+def _errors(check: dict) -> list[dict]:
+    """The well-formed error records of a validation result; anything else a tool returned is skipped."""
+    errors = check.get("errors")
+    return [e for e in errors if isinstance(e, dict) and {"code", "message", "node"} <= e.keys()] \
+        if isinstance(errors, list) else []

@@ -32,17 +32,9 @@ from graphs.registry import Ctx, lookup
 from graphs.shapes import TShape, input_shape, validation_env
 
 __all__ = [
-    "TAGS", "Plan", "NotApplicable", "Strategy", "STRATEGIES", "BY_NAME", "View", "applicable", "choose",
+    "Plan", "NotApplicable", "Strategy", "STRATEGIES", "BY_NAME", "View", "applicable", "choose",
     "propose", "inject_fault", "FAULT_KINDS", "chan_expr",
 ]
-
-# The inspiration tags of the knowledge base; every strategy carries some of these.
-TAGS: tuple[str, ...] = (
-    "channel-attention", "spatial-attention", "residual", "dense", "bottleneck", "inverted-residual",
-    "depthwise-separable", "dilated", "multi-branch", "kernel-size", "activation", "normalization",
-    "grouped-conv", "pooling-branch", "stochastic-depth", "self-attention", "pre-activation", "width",
-)
-
 
 class Plan(BaseModel):
     """What a Proposer writes and a Modifier carries out: a named strategy, a short summary naming

@@ -34,3 +34,7 @@ class EmbedderMismatchError(MemoryConfigError):
 
 class EmbedderUnavailableError(MemoryStoreError, RuntimeError):
     """The sentence-embedding model or its packages are missing or failed to load."""
+
+
+class MemoryImportError(MemoryStoreError, ValueError):
+    """A memory export file cannot be imported; the message names the file and the line."""

@@ -146,6 +146,16 @@ class KnowledgeStore:
         point = self._c._m.PointStruct(id=point_id("read", key), vector={}, payload={"key": key, **info})
         self._c.client.upsert(self._read_log, points=[point], wait=True)
 
+    def read_log(self) -> list[dict[str, Any]]:
+        """Every excerpt marked read: {"key": ..., and what mark_read was given}, sorted by key."""
+        entries: list[dict[str, Any]] = []
+        offset = None
+        while True:
+            points, offset = self._c.client.scroll(self._read_log, limit=256, offset=offset, with_payload=True)
+            entries.extend(dict(p.payload or {}) for p in points)
+            if offset is None:
+                return sorted(entries, key=lambda e: str(e.get("key")))
+
     def add(self, items: Iterable[Inspiration | dict[str, Any]]) -> list[str]:
         """Add (or replace, by id) inspirations; returns their ids."""
         insp = [i if isinstance(i, Inspiration) else Inspiration.model_validate(i) for i in items]
