@@ -115,9 +115,7 @@ class SearchConfig(_Strict):
     def _known(cls, v: str) -> str:
         from graphs.search import POLICIES
 
-        if v not in POLICIES:
-            raise ValueError(f"unknown policy {v!r}; valid: {', '.join(sorted(POLICIES))}")
-        return v
+        return _one_of(v, sorted(POLICIES), "policy")
 
 
 class MemoryConfigSchema(_Strict):
@@ -166,9 +164,7 @@ class MacroConfig(_Strict):
     def _known(cls, v: str) -> str:
         from graphs.macro import MACROS
 
-        if v not in MACROS:
-            raise ValueError(f"unknown macro {v!r}; valid: {', '.join(MACROS)}")
-        return v
+        return _one_of(v, MACROS, "macro")
 
 
 class LauncherConfig(_Strict):
@@ -181,9 +177,7 @@ class LauncherConfig(_Strict):
     def _known(cls, v: str) -> str:
         from training.launchers import LAUNCHERS
 
-        if v not in LAUNCHERS:
-            raise ValueError(f"unknown launcher {v!r}; valid: {', '.join(sorted(LAUNCHERS))}")
-        return v
+        return _one_of(v, sorted(LAUNCHERS), "launcher")
 
 
 class EvaluatorConfig(_Strict):
@@ -196,9 +190,7 @@ class EvaluatorConfig(_Strict):
     def _known(cls, v: str) -> str:
         from training.evaluators import EVALUATORS
 
-        if v not in EVALUATORS:
-            raise ValueError(f"unknown evaluator {v!r}; valid: {', '.join(EVALUATORS)}")
-        return v
+        return _one_of(v, EVALUATORS, "evaluator")
 
     @model_validator(mode="after")
     def _table(self) -> "EvaluatorConfig":
@@ -257,6 +249,13 @@ class RunConfig(_Strict):
                 raise ValueError(f"{s}: no such file or folder (give a PDF, a .txt/.md file, a folder of them, "
                                  f"or arxiv:QUERY)")
         return v
+
+
+def _one_of(v: str, valid, what: str) -> str:
+    """`v` if it is one of `valid`; otherwise the error that lists them."""
+    if v not in valid:
+        raise ValueError(f"unknown {what} {v!r}; valid: {', '.join(valid)}")
+    return v
 
 
 def _writable_folder(v: str) -> str:
