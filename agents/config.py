@@ -13,8 +13,8 @@ import os
 from pathlib import Path
 from typing import Any, Literal, Mapping
 
-from pydantic import (BaseModel, ConfigDict, Field, StrictBool, StrictInt, ValidationError, field_validator,
-                      model_validator)
+from pydantic import (BaseModel, ConfigDict, Field, StrictBool, StrictInt, ValidationError, ValidationInfo,
+                      field_validator, model_validator)
 
 from training.profiles import TrainerProfile
 
@@ -202,6 +202,51 @@ class EvaluatorConfig(_Strict):
         return self
 
 
+class SpaceConfig(_Strict):
+    name: Literal["open", "nb201"]
+    root: str | None
+
+    @field_validator("root")
+    @classmethod
+    def _root(cls, v: str | None, info: ValidationInfo) -> str | None:
+        if info.data.get("name") == "nb201":
+            from graphs.nb201 import parse_arch
+
+            if not v:
+                raise ValueError("space=nb201 needs space.root=ARCH, an NB201 arch string such as "
+                                 "'|nor_conv_3x3~0|+|none~0|nor_conv_3x3~1|+|skip_connect~0|none~1|skip_connect~2|'")
+            parse_arch(v)  # Nb201ArchError is a ValueError naming what is wrong
+        elif v is not None:
+            raise ValueError("is for space=nb201; the open space starts from root_block or the macro's default root")
+        return v
+
+
+_DESIGNER_OPTIONS = {"team": (), "random": ("max_edits",), "rea": ("max_edits", "population", "tournament")}
+
+
+class DesignerConfig(_Strict):
+    name: Literal["team", "random", "rea"]
+    max_edits: StrictInt | None = Field(None, ge=1, le=10, validate_default=True)
+    population: StrictInt | None = Field(None, ge=2, le=100_000, validate_default=True)
+    tournament: StrictInt | None = Field(None, ge=1, le=100_000, validate_default=True)
+
+    @field_validator("max_edits", "population", "tournament")
+    @classmethod
+    def _option(cls, v: int | None, info: ValidationInfo) -> int | None:
+        name = info.data.get("name")
+        if name is None:
+            return v  # the name itself is wrong: that error is the one reported
+        needs = _DESIGNER_OPTIONS[name]
+        if v is not None and info.field_name not in needs:
+            raise ValueError(f"designer={name} takes no {info.field_name}"
+                             + (f" (its options: {', '.join(needs)})" if needs else ""))
+        if v is None and info.field_name in needs:
+            raise ValueError(f"designer={name} needs it (see conf/designer/{name}.yaml)")
+        if info.field_name == "tournament" and v is not None and v > (info.data.get("population") or v):
+            raise ValueError(f"is larger than designer.population={info.data['population']}")
+        return v
+
+
 class RunConfig(_Strict):
     """The whole composed config (Hydra's own `hydra` node excluded)."""
 
@@ -211,6 +256,8 @@ class RunConfig(_Strict):
     search: SearchConfig
     memory: MemoryConfigSchema
     macro: MacroConfig
+    space: SpaceConfig
+    designer: DesignerConfig
     trials: StrictInt = Field(ge=0, le=100_000)
     seed: StrictInt = Field(ge=0, le=2**32 - 1)
     max_rounds: StrictInt = Field(ge=1, le=50)
@@ -336,7 +383,7 @@ def _show(value: Any) -> str:
 
 # Keys whose change alters what a run's results mean: a resume must keep them. The rest (trials,
 # caps, llm.cache, progress, ...) may change on resume and are logged.
-RESULT_KEYS = ("dataset", "macro", "trainer", "evaluator", "search", "budget.max_params", "budget.max_flops",
+RESULT_KEYS = ("dataset", "macro", "space", "designer", "trainer", "evaluator", "search", "budget.max_params", "budget.max_flops",
                "seed", "max_rounds", "root_block", "llm.provider", "llm.model", "llm.client", "agents")
 
 

@@ -47,12 +47,27 @@ def root_block_text(cfg: DictConfig) -> str:
                                 f"the block text format)") from None
         except OSError as exc:
             raise RunSetupError(f"root_block={cfg.root_block}: cannot read it ({exc.strerror})") from None
-    default = DEFAULT_ROOTS[cfg.macro.name]
+    default = cfg.space.root if cfg.space.name == "nb201" else DEFAULT_ROOTS[cfg.macro.name]
     if default.startswith("|"):
         from graphs.nb201 import arch_to_block
 
         return str(arch_to_block(default, name="NB201ResNetCell"))
     return default
+
+
+def run_space(cfg: DictConfig):
+    """The design space the config names (graphs.space)."""
+    from graphs.space import make_space
+
+    return make_space(cfg.space.name, cfg.space.root)
+
+
+def run_designer(cfg: DictConfig):
+    """The baseline designer the config names; None for the team of agents."""
+    from .designers import make_designer
+
+    options = {k: v for k, v in OmegaConf.to_container(cfg.designer, resolve=True).items() if k != "name"}
+    return make_designer(cfg.designer.name, **options)
 
 
 def run_budget(cfg: DictConfig) -> Budget:
@@ -70,7 +85,8 @@ def check_root(text: str, cfg: DictConfig, budget: Budget) -> str:
     from graphs.errors import BlockError
     from graphs.validate import validate
 
-    where = f"root_block={cfg.root_block}" if cfg.root_block else f"the {cfg.macro.name} macro's default root"
+    where = (f"root_block={cfg.root_block}" if cfg.root_block else
+             f"space.root={cfg.space.root}" if cfg.space.name == "nb201" else f"the {cfg.macro.name} macro's default root")
     if not text.strip():
         raise RunSetupError(f"{where}: the file is empty (give a base block in the block text format)")
     try:
@@ -83,6 +99,9 @@ def check_root(text: str, cfg: DictConfig, budget: Budget) -> str:
         more = f" (and {len(issues) - 1} more)" if len(issues) > 1 else ""
         raise RunSetupError(f"{where}: not a valid base block: node {first.node} [{first.code.value}] "
                             f"{first.message}{more}")
+    outside = run_space(cfg).issues(block)
+    if outside:
+        raise RunSetupError(f"{where}: not in the design space space={cfg.space.name}: {outside[0].message}")
     try:
         fit_design(block, cfg.macro.name, cfg.dataset.name, budget)
     except BudgetError as exc:
@@ -162,6 +181,8 @@ def make_trainer(cfg: DictConfig, run_dir: Path, interrupt: Interrupt | None = N
     launcher = make_launcher(cfg.launcher.name, evaluator=evaluator, time_limit_s=cfg.launcher.time_limit_s,
                              **launch_kwargs)
 
+    verb = "training" if cfg.evaluator.name == "train" else "evaluating"
+
     def train(args) -> dict:
         out = run_dir / "trials" / f"{args.trial:04d}" / "train.json"
         spec = TrialSpec(model_factory=BlockNetwork(text=args.block, macro=cfg.macro.name, dataset=cfg.dataset.name,
@@ -171,7 +192,7 @@ def make_trainer(cfg: DictConfig, run_dir: Path, interrupt: Interrupt | None = N
                          extra={"block": args.block, "macro": cfg.macro.name})
         with interrupt.training():
             if console is not None and args.trial:
-                console.print(f"  training the design of trial {args.trial}")
+                console.print(f"  {verb} the design of trial {args.trial}")
             return launcher.run([spec])[0].metrics()
 
     return train
@@ -193,7 +214,8 @@ def build_run(cfg: DictConfig, run_dir: Path, console: Console, conf_dir: Path =
     budget = run_budget(cfg)
     settings = RunSettings(dataset=cfg.dataset.name, macro=cfg.macro.name, trials=int(cfg.trials), seed=int(cfg.seed),
                            policy=cfg.search.policy, policy_options=dict(cfg.search.get("options") or {}),
-                           budget=budget, max_rounds=int(cfg.max_rounds), export=bool(cfg.export))
+                           budget=budget, max_rounds=int(cfg.max_rounds), export=bool(cfg.export),
+                           space=run_space(cfg), designer=run_designer(cfg))
     root = check_root(root_block_text(cfg), cfg, budget)
     _check_saved_tree(run_dir / "tree.json")
     sources = _read_sources(cfg)

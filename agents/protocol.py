@@ -156,22 +156,36 @@ class DesignTask:
     trial: int
     block: str | None  # the block text in the ```block fence; None when there is none
     tried: str         # what follows the block: the node's children already tried
+    space: str = "open"  # the design space the trial must stay in (config `space`)
 
 
-def design_task(trial: int, node_id: int, stats: str, block: str, tried: str) -> str:
-    """The trial loop's message to the design team; `stats` is the node's accuracy, params and FLOPs."""
+SPACE_HEADER = "Design space"
+_SPACE_RE = re.compile(rf"^{SPACE_HEADER}: ([\w-]+)\.", re.MULTILINE)
+
+
+def design_task(trial: int, node_id: int, stats: str, block: str, tried: str, space: str = "open",
+                space_text: str = "") -> str:
+    """The trial loop's message to the design team; `stats` is the node's accuracy, params and FLOPs.
+    Outside the open space the message names the space and describes it (`space_text`, rendered
+    from graphs.space), before the block."""
     body = block if block.endswith("\n") else block + "\n"
+    where = ""
+    if space != "open":
+        where = (f"{SPACE_HEADER}: {space}. Every design must stay in this space; the validator rejects one "
+                 f"that leaves it (out_of_space).\n{space_text.strip()}\n\n")
     return (f"Trial {trial}. Improve the base block of modification-tree node {node_id} ({stats}).\n\n"
-            f"```{BLOCK_FENCE}\n{body}```\n\nChildren already tried at this node:\n{tried}\n")
+            f"{where}```{BLOCK_FENCE}\n{body}```\n\nChildren already tried at this node:\n{tried}\n")
 
 
 def parse_design_task(text: str) -> DesignTask:
-    """Trial number (0 when not stated), block and tried-list of a design task message."""
+    """Trial number (0 when not stated), block, tried-list and space of a design task message. The
+    space is read only before the block: the tried-list quotes model text."""
     text = text or ""
     trial = _TRIAL_RE.search(text)
     block = _BLOCK_RE.search(text)
+    space = _SPACE_RE.search(text[:block.start()] if block else text)
     return DesignTask(trial=int(trial.group(1)) if trial else 0, block=block.group(1) if block else None,
-                      tried=text[block.end():] if block else text)
+                      tried=text[block.end():] if block else text, space=space.group(1) if space else "open")
 
 
 @dataclass(frozen=True)

@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import json
 import random
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, Mapping
@@ -16,6 +17,7 @@ from rich.console import Console
 from graphs.cost import Budget, BudgetError, fit_design
 from graphs.ir import parse_block
 from graphs.search import select
+from graphs.space import Space
 from graphs.tree import ModificationTree
 from graphs.validate import check
 from tools.memory import Memory
@@ -23,7 +25,8 @@ from tools.training_tools import TrainArgs, training_tool
 
 from .interrupt import Interrupt, RunInterrupted
 from .llm import UsageLedger
-from .trial import TrialEnv, run_trial
+from .designers import Designer
+from .trial import TrialEnv, run_designer_trial, run_trial
 
 
 class RunError(RuntimeError):
@@ -43,6 +46,8 @@ class RunSettings:
     budget: Budget
     max_rounds: int
     export: bool
+    space: Space
+    designer: Designer | None  # None: the team of agents; else a baseline (agents.designers)
 
 
 @dataclass
@@ -103,7 +108,7 @@ async def run_design(settings: RunSettings, run_dir: Path, root_block: str, clie
         tree.save(tree_path)
     env = TrialEnv(tree=tree, memory=memory, clients=clients, train=train_tool, dataset=settings.dataset,
                    macro=settings.macro, budget=settings.budget, max_rounds=settings.max_rounds, run_dir=run_dir,
-                   export=settings.export, ledger=ledger, redact=redact)
+                   export=settings.export, ledger=ledger, redact=redact, space=settings.space)
     done = max((n.trial or 0) for n in tree.nodes)
     rng = random.Random(settings.seed)
     stopped = ledger.exceeded() if done < settings.trials else None
@@ -112,12 +117,19 @@ async def run_design(settings: RunSettings, run_dir: Path, root_block: str, clie
             break
         if interrupt is not None and interrupt.requested:
             raise RunInterrupted(None, f"before trial {trial}")
+        began = time.perf_counter()
         parent = select(tree, settings.policy, rng, **settings.policy_options)
+        proposal = None
+        if settings.designer is not None:  # a baseline picks its own parent (rea) or none (random)
+            proposal = settings.designer.propose(tree, parent, random.Random(f"{settings.seed}:{trial}"),
+                                                 settings.space, lambda b: tree.find_candidate(b) is None)
+            parent = tree.get(proposal.parent)
         console.print(f"[bold]trial {trial}/{settings.trials}[/]: improving node {parent.id} "
                       f"(valid {parent.valid_acc:.2f}%)")
         try:
             with ledger.charging(str(trial)):
-                node = await run_trial(env, trial, parent)
+                node = (await run_trial(env, trial, parent) if proposal is None
+                        else await run_designer_trial(env, trial, proposal))
         except (asyncio.CancelledError, KeyboardInterrupt):
             if interrupt is None or not interrupt.requested:
                 raise
@@ -130,6 +142,7 @@ async def run_design(settings: RunSettings, run_dir: Path, root_block: str, clie
         stopped = ledger.exceeded() if trial < settings.trials else None
         ledger.stop(f"{stopped}; stopped after trial {trial}" if stopped else None)
         ledger.save(usage_path)
+        _append_timeline(run_dir, trial, node, time.perf_counter() - began, ledger.totals(str(trial)))
         acc = f", valid {node.valid_acc:.2f}%" if node.status == "trained" else ""
         why = f" ({node.reason})" if node.reason else (f" of node {node.duplicate_of}" if node.duplicate_of else "")
         console.print(f"  -> node {node.id}: {node.status}{why}{acc}")
@@ -145,6 +158,18 @@ async def run_design(settings: RunSettings, run_dir: Path, root_block: str, clie
     summary.usd = ledger.totals()["usd"]
     summary.usage_lines = ledger.summary_lines() if ledger.calls else []
     return summary
+
+
+def _append_timeline(run_dir: Path, trial: int, node, seconds: float, usage: dict) -> None:
+    """timeline.jsonl: one line per finished trial with its whole time in the loop (selection,
+    design, evaluation, saving) and the evaluation's own time, so the loop's overhead per trial can
+    be read off (bench/search_quality.py); plus its prompt and completion tokens."""
+    evaluated = float((node.metrics or {}).get("wall_time_s") or 0.0) if node.status in ("trained", "failed") else 0.0
+    line = {"trial": trial, "node": node.id, "status": node.status, "seconds": round(seconds, 4),
+            "eval_seconds": round(evaluated, 4), "prompt_tokens": usage["prompt_tokens"],
+            "completion_tokens": usage["completion_tokens"]}
+    with open(run_dir / "timeline.jsonl", "a") as fh:  # appended: a line per trial, never rewritten
+        fh.write(json.dumps(line) + "\n")
 
 
 def write_best(tree: ModificationTree, run_dir: Path, settings: RunSettings) -> Path | None:

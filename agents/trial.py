@@ -12,6 +12,8 @@ from autogen_core.models import ChatCompletionClient
 
 from graphs.cost import Budget, BudgetError, fit_design
 from graphs.errors import Issue
+from graphs.ir import Block
+from graphs.space import Space, describe_arch, make_space
 from graphs.tree import ModificationTree, TreeNode
 from graphs.validate import validate
 from tools.graph_tools import Draft, edit_tool, validate_tool
@@ -43,28 +45,43 @@ class TrialEnv:
     export: bool = True
     ledger: UsageLedger | None = None  # per-call usage and retry events
     redact: Callable[[str], str] = lambda s: s
+    space: Space = field(default_factory=lambda: make_space("open"))
+
+    def earlier(self, block: Block) -> str | None:
+        """How an earlier candidate of this run with the same design is described to the agents;
+        None when the design is new."""
+        n = self.tree.find_candidate(block)
+        return None if n is None else f"node {n.id} ({'the root' if n.trial in (None, 0) else f'trial {n.trial}'}, {n.status})"
 
 
-def task_message(trial: int, node: TreeNode, tree: ModificationTree) -> str:
+def task_message(trial: int, node: TreeNode, tree: ModificationTree, space: Space | None = None) -> str:
     acc = f"{node.valid_acc:.2f}%" if node.valid_acc is not None else "unknown"
     children = tree.children_summary(node.id) or "none yet"
+    space = space or make_space("open")
+    where = ""
+    if space.name != "open":
+        arch = space.arch_of(tree.block_of(node.id))
+        cell = f"\nThe cell of node {node.id}:\n{describe_arch(arch)}" if arch else ""
+        where = space.describe() + cell
     return design_task(trial, node.id, f"validation accuracy {acc}, {node.params or 0:,} params, "
-                       f"{node.flops or 0:,} FLOPs", node.block, children)
+                       f"{node.flops or 0:,} FLOPs", node.block, children, space=space.name, space_text=where)
 
 
 async def run_trial(env: TrialEnv, trial: int, parent: TreeNode) -> TreeNode:
     start = time.perf_counter()
     draft = Draft.start(parent.block)
+    check = validate_tool(draft, space=env.space, seen=env.earlier)
     tools = RoleTools(
-        proposer=[knowledge_tool(env.memory.knowledge), inspect_tree_tool(env.tree)],
-        reflector=[experience_tool(env.memory.experience), validate_tool(draft)],
-        modifier=[edit_tool(draft), validate_tool(draft)],
+        proposer=[knowledge_tool(env.memory.knowledge), inspect_tree_tool(env.tree),
+                  experience_tool(env.memory.experience)],
+        reflector=[experience_tool(env.memory.experience), check],
+        modifier=[edit_tool(draft), check],
     )
     team = design_team(env.clients, tools, env.max_rounds)
     log = Transcript()
     error = None
     try:
-        async for item in team.run_stream(task=task_message(trial, parent, env.tree)):
+        async for item in team.run_stream(task=task_message(trial, parent, env.tree, env.space)):
             log.add(item)
     except Exception as exc:  # noqa: BLE001 - a failing model client ends this trial, not the run
         log.note("trial", env.redact(f"model client error: {type(exc).__name__}: {exc}"))  # with traceback
@@ -93,35 +110,74 @@ async def run_trial(env: TrialEnv, trial: int, parent: TreeNode) -> TreeNode:
     if error is not None:
         return finish(env.tree.add(parent.id, parent.block, status="failed", reason=error, **common))
 
-    issues = validate(draft.block, "base")  # the loop's own check: approval by text is not trusted
+    issues = _design_issues(env, draft.block)  # the loop's own check: approval by text is not trusted
     _write_experience(env, trial, parent, draft, log, issues, plan)
     if issues:
         log.note("trial", f"invalid after {len(_submissions(log))} round(s): {len(issues)} error(s)")
         return finish(env.tree.add(parent.id, str(draft.block), status="invalid", errors=issues,
                                    reason=f"{len(issues)} validator error(s) after {env.max_rounds} rounds", **common))
+    node = await evaluate_design(env, trial, parent, draft.block, log, common)
+    if node.status == "trained":
+        _write_outcome_experience(env, trial, parent, node, plan)
+    return finish(node)
 
-    original = env.tree.find_duplicate(draft.block)
-    if original is not None:
-        log.note("trial", f"isomorphic to node {original.id}: reusing its result, not training")
-        return finish(env.tree.add(parent.id, str(draft.block), status="duplicate", duplicate_of=original.id,
-                                   **common))
+
+async def run_designer_trial(env: TrialEnv, trial: int, proposal) -> TreeNode:
+    """A trial of a baseline designer (agents.designers): no model, no team; its proposal goes
+    through the same checks, deduplication, budget fit and evaluation as the team's."""
+    start = time.perf_counter()
+    parent = env.tree.get(proposal.parent)
+    log = Transcript()
+    log.note("designer", proposal.plan)
+    common = dict(trial=trial, proposal=proposal.plan, inspiration=None)
+    issues = _design_issues(env, proposal.block)
+    if issues:
+        node = env.tree.add(parent.id, str(proposal.block), status="invalid", errors=issues,
+                            reason=f"{len(issues)} validator error(s)", **common)
+    else:
+        node = await evaluate_design(env, trial, parent, proposal.block, log, common)
+    node = env.tree.update(node.id, cost={"tokens": 0, "dollars": 0.0,
+                                          "seconds": round(time.perf_counter() - start, 2)})
+    _write_trial_files(env, trial, node, log)
+    return node
+
+
+def _design_issues(env: TrialEnv, block: Block) -> list[Issue]:
+    issues = validate(block, "base")
+    return issues or env.space.issues(block)
+
+
+async def evaluate_design(env: TrialEnv, trial: int, parent: TreeNode, block: Block, log: Transcript,
+                          common: dict) -> TreeNode:
+    """Deduplicate, fit to the budget and evaluate a valid design; its node, added to the tree. A
+    design the run has already seen (trained or not) is not evaluated again."""
+    earlier = env.tree.find_candidate(block)
+    if earlier is not None and earlier.is_original:
+        log.note("trial", f"isomorphic to node {earlier.id}: reusing its result, not training")
+        return env.tree.add(parent.id, str(block), status="duplicate", duplicate_of=earlier.id, **common)
+    if earlier is not None:
+        original = earlier.duplicate_of if earlier.status == "duplicate" else None
+        if original is not None:
+            log.note("trial", f"isomorphic to node {original}: reusing its result, not training")
+            return env.tree.add(parent.id, str(block), status="duplicate", duplicate_of=original, **common)
+        log.note("trial", f"the same design as node {earlier.id} ({earlier.status}): not evaluated again")
+        return env.tree.add(parent.id, str(block), status="invalid",
+                            reason=f"repeat of node {earlier.id} ({earlier.status}); not evaluated again", **common)
 
     try:
-        x, widths, params, flops = fit_design(draft.block, env.macro, env.dataset, env.budget)
+        x, widths, params, flops = fit_design(block, env.macro, env.dataset, env.budget)
     except BudgetError as exc:
         log.note("trial", f"rejected by the budget: {exc}")
-        return finish(env.tree.add(parent.id, str(draft.block), status="invalid", reason=f"budget: {exc}", **common))
+        return env.tree.add(parent.id, str(block), status="invalid", reason=f"budget: {exc}", **common)
     log.note("trial", f"fitted: widths {widths}, {params:,} params, {flops:,} FLOPs; training")
 
-    outcome = await env.train.run_json({"block": str(draft.block), "x": x, "trial": trial}, _token())
+    outcome = await env.train.run_json({"block": str(block), "x": x, "trial": trial}, _token())
     log.note("launch_training", env.train.return_value_as_string(outcome))
     if outcome.status != "ok":
-        return finish(env.tree.add(parent.id, str(draft.block), status="failed", reason=outcome.error,
-                                   widths=widths, params=params, flops=flops, metrics=_metrics(outcome), **common))
-    node = env.tree.add(parent.id, str(draft.block), status="trained", widths=widths, params=params, flops=flops,
+        return env.tree.add(parent.id, str(block), status="failed", reason=outcome.error,
+                            widths=widths, params=params, flops=flops, metrics=_metrics(outcome), **common)
+    return env.tree.add(parent.id, str(block), status="trained", widths=widths, params=params, flops=flops,
                         metrics=_metrics(outcome), **common)
-    _write_outcome_experience(env, trial, parent, node, plan)
-    return finish(node)
 
 
 def _token():

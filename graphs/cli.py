@@ -1,5 +1,6 @@
-"""`python -m graphs`: validate, cost, hash, export a block file, or convert an NB201 arch string.
-Results are JSON on stdout (block text for `nb201`); invalid input exits with status 1."""
+"""`python -m graphs`: validate, cost, hash, export a block file, convert an NB201 arch string, or
+build the NB201 accuracy table from the official release. Results are JSON on stdout (block text
+for `nb201`); invalid input exits with status 1."""
 from __future__ import annotations
 
 import argparse
@@ -82,6 +83,26 @@ def cmd_nb201(a) -> int:
     return 0
 
 
+def cmd_nb201_table(a) -> int:
+    from .nb201 import TABLE_DATASETS, load_release, release_rows, write_table
+
+    columns, rows = release_rows(load_release(a.release, trust_pickle=a.trust_pickle))
+    write_table(a.output, columns, rows)
+    _emit({"ok": True, "rows": len(rows), "datasets": list(TABLE_DATASETS), "columns": ["arch", *columns],
+           "output": a.output})
+    return 0
+
+
+_TABLE_HELP = """Convert the official NAS-Bench-201 release (NAS-Bench-201-v1_1-096897.pth or
+NAS-Bench-201-v1_0-e61699.pth) into the CSV that evaluator nb201_table reads: arch, then
+<ds>_val,<ds>_test for cifar10, cifar100 and imagenet16_120, each the 200-epoch accuracy averaged
+over the release's seeds (CIFAR-10 valid: cifar10-valid x-valid, test: cifar10 ori-test; CIFAR-100
+and ImageNet16-120: x-valid, x-test). The release is a pickle: it is read with
+torch.load(weights_only=True), which rebuilds only containers, numbers, strings and tensors; if the
+file holds anything else the command stops, and --trust-pickle unpickles it in full, which runs code
+from the file: use it only for the release downloaded from its official source."""
+
+
 def cmd_export(a) -> int:
     from .compile import build_model
     from .export import export_source
@@ -124,6 +145,13 @@ def parser() -> argparse.ArgumentParser:
     n = sub.add_parser("nb201", help="NB201 arch string to base block text")
     n.add_argument("arch")
     n.set_defaults(run=cmd_nb201)
+    t = sub.add_parser("nb201-table", help="NAS-Bench-201 release file to the accuracy table CSV",
+                       description=_TABLE_HELP)
+    t.add_argument("release", help="the release .pth file")
+    t.add_argument("-o", "--output", required=True, help="the CSV to write")
+    t.add_argument("--trust-pickle", action="store_true",
+                   help="unpickle the release in full if it holds more than plain data (runs code from the file)")
+    t.set_defaults(run=cmd_nb201_table)
     return p
 
 
@@ -135,6 +163,6 @@ def main(argv: list[str] | None = None) -> int:
         return args.run(args)
     except BlockError as exc:
         _emit({"ok": False, "errors": [i.model_dump(mode="json") for i in exc.issues]})
-    except (BudgetError, MacroError, ValueError) as exc:
+    except (BudgetError, MacroError, ValueError, OSError) as exc:
         _emit({"ok": False, "errors": [{"node": None, "code": type(exc).__name__, "message": str(exc)}]})
     return 1

@@ -20,9 +20,10 @@ from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError
 
 from .errors import BlockError, ErrorCode, Issue
 from .ir import MAX_NODE_ID, Block, Node, parse_block, parse_op
+from .nb201 import NB201_OPS
 
 __all__ = [
-    "AddNode", "RemoveNode", "SetOp", "AddEdge", "RemoveEdge", "InsertOnEdge", "ReplaceBlock",
+    "AddNode", "RemoveNode", "SetOp", "AddEdge", "RemoveEdge", "InsertOnEdge", "ReplaceBlock", "SetCellEdge",
     "Edit", "EditList", "EditError", "EDIT_ADAPTER", "EDITS_ADAPTER", "parse_edits", "apply_edit",
     "apply_edits", "describe", "edits_json_schema", "EDIT_KINDS",
 ]
@@ -106,8 +107,18 @@ class ReplaceBlock(_EditBase):
     text: Annotated[str, Field(max_length=200_000)]
 
 
+class SetCellEdge(_EditBase):
+    """NB201 space only: set the op on one edge of the cell (edge "k<-j", from node j into node k;
+    the edges are 1<-0, 2<-0, 2<-1, 3<-0, 3<-1, 3<-2) and rebuild the block from the new cell.
+    The draft must be an NB201 cell; the block keeps its name but its node ids are renumbered."""
+
+    kind: Literal["set_cell_edge"] = "set_cell_edge"
+    edge: Annotated[str, Field(max_length=20, description='the cell edge "k<-j", e.g. "2<-1"')]
+    op: Literal[NB201_OPS] = Field(description="the op the edge carries")  # type: ignore[valid-type]
+
+
 Edit = Annotated[
-    Union[AddNode, RemoveNode, SetOp, AddEdge, RemoveEdge, InsertOnEdge, ReplaceBlock],
+    Union[AddNode, RemoveNode, SetOp, AddEdge, RemoveEdge, InsertOnEdge, ReplaceBlock, SetCellEdge],
     Field(discriminator="kind"),
 ]
 
@@ -157,6 +168,8 @@ def describe(edit: Any) -> str:
         return f"insert_on_edge {edit.src}->{edit.dst} with {edit.op}"
     if isinstance(edit, ReplaceBlock):
         return "replace_block"
+    if isinstance(edit, SetCellEdge):
+        return f"set_cell_edge {edit.edge} to {edit.op}"
     if isinstance(edit, dict) and isinstance(edit.get("kind"), str):
         return f"{edit['kind'][:40]}, malformed"
     return "malformed edit"
@@ -173,12 +186,12 @@ def _validation_reason(exc: ValidationError) -> str:
     return "not a well-formed edit (" + "; ".join(parts) + f"); an edit is an object with 'kind' one of {kinds}"
 
 
-EDIT_KINDS = ("add_node", "remove_node", "set_op", "add_edge", "remove_edge", "insert_on_edge", "replace_block")
+EDIT_KINDS = ("add_node", "remove_node", "set_op", "add_edge", "remove_edge", "insert_on_edge", "replace_block",
+              "set_cell_edge")
 
 
 def _one(index: int, item: Any) -> Any:
-    if isinstance(item, BaseModel) and type(item) in (AddNode, RemoveNode, SetOp, AddEdge, RemoveEdge,
-                                                      InsertOnEdge, ReplaceBlock):
+    if isinstance(item, BaseModel) and type(item) in _APPLY:
         return item
     try:
         return EDIT_ADAPTER.validate_python(item)
@@ -389,8 +402,32 @@ def _replace_block(d: _Draft, e: ReplaceBlock) -> None:
     d.read_issues = []
 
 
+def _set_cell_edge(d: _Draft, e: SetCellEdge) -> None:
+    from .nb201 import arch_to_block
+    from .space import SpaceError, block_to_arch, set_cell_edge, space_issues  # space builds on nb201; late
+
+    current = d.block()
+    arch = block_to_arch(current)
+    if arch is None:
+        found = space_issues(current)
+        why = found[0].message if found else "it is not isomorphic to any NB201 cell"
+        raise _Fail(f"set_cell_edge needs the draft to be an NB201 cell, and it is not ({why}); make it a cell "
+                    f"with the generic edits (set_op, add_node, remove_node, add_edge, remove_edge, "
+                    f"insert_on_edge) or replace_block, then set edges", ErrorCode.OUT_OF_SPACE,
+                    found[0].node if found else None)
+    try:
+        new = set_cell_edge(arch, e.edge, e.op)
+    except SpaceError as exc:
+        raise _Fail(str(exc), ErrorCode.SYNTAX) from None
+    block = arch_to_block(new, d.name)
+    d.nodes = {n.id: n for n in block.nodes}
+    d.edges = list(block.edges)
+    d.read_issues = []
+
+
 _APPLY = {AddNode: _add_node, RemoveNode: _remove_node, SetOp: _set_op, AddEdge: _add_edge,
-          RemoveEdge: _remove_edge, InsertOnEdge: _insert_on_edge, ReplaceBlock: _replace_block}
+          RemoveEdge: _remove_edge, InsertOnEdge: _insert_on_edge, ReplaceBlock: _replace_block,
+          SetCellEdge: _set_cell_edge}
 
 
 def apply_edits(block: Block | str, edits: Any) -> Block:

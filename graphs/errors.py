@@ -33,6 +33,8 @@ class ErrorCode(str, Enum):
     EMPTY_DIM = "empty_dim"
     OUTPUT_CONTRACT = "output_contract"
     SECTIONS = "sections"
+    OUT_OF_SPACE = "out_of_space"  # valid, but outside the run's search space (graphs.space)
+    DUPLICATE_CANDIDATE = "duplicate_candidate"  # the same design as an earlier candidate of the run
 
 
 class Issue(BaseModel, frozen=True):

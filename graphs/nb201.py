@@ -13,6 +13,10 @@ incoming edges. As a block:
 - if the output gets nothing, the block is input -> zero -> output.
 
 Block ids: 0 input, 1 output, then the ops in the order they are met (target node, then source).
+
+A table (`Nb201Table`) holds, per arch string, the accuracy pairs <ds>_val,<ds>_test of the
+datasets it has (TABLE_DATASETS); `release_rows` builds one from the official release
+(`python -m graphs nb201-table`).
 """
 from __future__ import annotations
 
@@ -25,14 +29,17 @@ from .expr import parse_value
 from .hashing import canonical_hash, is_isomorphic
 from .ir import Block, Node
 
-__all__ = ["NB201_OPS", "COLUMNS", "Nb201ArchError", "parse_arch", "arch_to_block", "all_arch_strings",
-           "Nb201Table", "in_space"]
+__all__ = ["NB201_OPS", "EDGES", "COLUMNS", "TABLE_DATASETS", "dataset_columns", "Nb201ArchError", "parse_arch", "format_arch", "live_edges",
+           "arch_to_block", "all_arch_strings", "all_cells", "Nb201Table", "in_space", "Nb201ReleaseError",
+           "RELEASE_SOURCES", "load_release", "release_rows", "write_table"]
 
 # NB201's order of candidate ops (its search space list).
 NB201_OPS: tuple[str, ...] = ("none", "skip_connect", "nor_conv_1x1", "nor_conv_3x3", "avg_pool_3x3")
-COLUMNS: tuple[str, ...] = ("cifar10_val", "cifar10_test", "cifar100_val", "cifar100_test")
+# The datasets an NB201 table may hold, each as two columns <ds>_val,<ds>_test ("-" written "_").
+TABLE_DATASETS: tuple[str, ...] = ("cifar10", "cifar100", "imagenet16-120")
+COLUMNS: tuple[str, ...] = ("cifar10_val", "cifar10_test", "cifar100_val", "cifar100_test")  # the CIFAR table's
 _FORMAT = "|op~0|+|op~0|op~1|+|op~0|op~1|op~2|"
-_EDGES = tuple((j, k) for k in (1, 2, 3) for j in range(k))  # NB201 string order
+EDGES: tuple[tuple[int, int], ...] = tuple((j, k) for k in (1, 2, 3) for j in range(k))  # NB201 string order
 
 
 class Nb201ArchError(ValueError):
@@ -44,6 +51,13 @@ class Nb201ArchError(ValueError):
         shown = repr(arch) if not isinstance(arch, str) or len(arch) <= 120 else repr(arch[:120] + "...")
         super().__init__(f"invalid NB201 arch string {shown}: {problem}; expected the form {_FORMAT} "
                          f"with op one of {', '.join(NB201_OPS)}")
+
+
+def dataset_columns(dataset: str) -> tuple[str, str]:
+    """The (validation, test) column names of a dataset in a table: imagenet16-120 ->
+    imagenet16_120_val, imagenet16_120_test."""
+    stem = dataset.replace("-", "_")
+    return f"{stem}_val", f"{stem}_test"
 
 
 def parse_arch(arch: str) -> dict[tuple[int, int], str]:
@@ -79,6 +93,11 @@ def parse_arch(arch: str) -> dict[tuple[int, int], str]:
     return ops
 
 
+def format_arch(ops: dict[tuple[int, int], str]) -> str:
+    """The arch string of an op per edge (j, k) (the inverse of `parse_arch`)."""
+    return "+".join("|" + "|".join(f"{ops[(j, k)]}~{j}" for j in range(k)) + "|" for k in (1, 2, 3))
+
+
 _C = parse_value("C")
 _CONV_PARAMS = {
     "nor_conv_1x1": (("out_channels", _C), ("kernel_size", parse_value("1")), ("bias", False)),
@@ -87,7 +106,7 @@ _CONV_PARAMS = {
 _POOL_PARAMS = (("kernel_size", parse_value("3")),)
 
 
-def _live_edges(ops: dict[tuple[int, int], str]) -> tuple[tuple[int, int, str], ...]:
+def live_edges(ops: dict[tuple[int, int], str]) -> tuple[tuple[int, int, str], ...]:
     """The edges that carry something from the input to the output, with their ops, in NB201
     order: everything the block depends on."""
     alive = {0: True}
@@ -96,7 +115,7 @@ def _live_edges(ops: dict[tuple[int, int], str]) -> tuple[tuple[int, int, str], 
     useful = {3: alive[3]}
     for j in (2, 1, 0):
         useful[j] = alive[j] and any(ops[(j, k)] != "none" and useful[k] for k in range(j + 1, 4))
-    return tuple((j, k, ops[(j, k)]) for (j, k) in _EDGES if ops[(j, k)] != "none" and alive[j] and useful[k])
+    return tuple((j, k, ops[(j, k)]) for (j, k) in EDGES if ops[(j, k)] != "none" and alive[j] and useful[k])
 
 
 @lru_cache(maxsize=16384)
@@ -145,14 +164,14 @@ def _build(live: tuple[tuple[int, int, str], ...], name: str) -> Block:
 def arch_to_block(arch: str, name: str = "NB201Cell") -> Block:
     """The base block of an NB201 arch string; `Nb201ArchError` if the string is malformed.
     Strings that differ only in dead or `none` parts give the same (immutable) Block object."""
-    return _build(_live_edges(parse_arch(arch)), name)
+    return _build(live_edges(parse_arch(arch)), name)
 
 
 def all_arch_strings() -> list[str]:
     """All 15,625 arch strings, edges in NB201 order, ops in NB201's op order."""
     out = []
-    for combo in itertools.product(NB201_OPS, repeat=len(_EDGES)):
-        it = iter(zip(_EDGES, combo))
+    for combo in itertools.product(NB201_OPS, repeat=len(EDGES)):
+        it = iter(zip(EDGES, combo))
         groups = []
         for k in (1, 2, 3):
             groups.append("|" + "|".join(f"{op}~{j}" for (j, _), op in itertools.islice(it, k)) + "|")
@@ -168,8 +187,13 @@ class Nb201Table:
     collision can never merge two different cells.
     """
 
-    def __init__(self, rows: dict[str, tuple[float, ...]]):
-        self.rows = rows  # arch -> values in COLUMNS order
+    def __init__(self, rows: dict[str, tuple[float, ...]], columns: tuple[str, ...] = COLUMNS,
+                 file_columns: tuple[str, ...] | None = None):
+        self.rows = rows  # arch -> values in `columns` order
+        self.columns = tuple(columns)
+        # the datasets whose two columns the table has, in TABLE_DATASETS order
+        self.datasets = tuple(d for d in TABLE_DATASETS if set(dataset_columns(d)) <= set(self.columns))
+        self.file_columns = tuple(file_columns) if file_columns is not None else ("arch",) + self.columns
         self._blocks: dict[str, Block] = {}
         self.groups: dict[str, list[str]] = {}  # canonical hash -> arch strings
         hashes: dict[int, str] = {}  # id(block) -> hash; equal live parts share one Block
@@ -184,20 +208,32 @@ class Nb201Table:
 
     @classmethod
     def load(cls, path: str | Path) -> "Nb201Table":
-        """Read a CSV with columns arch,cifar10_val,cifar10_test,cifar100_val,cifar100_test."""
+        """Read a CSV with column `arch` and, for one or more of TABLE_DATASETS, the pair
+        `<ds>_val,<ds>_test` (e.g. arch,cifar10_val,cifar10_test,cifar100_val,cifar100_test).
+        Other columns are ignored."""
         rows: dict[str, tuple[float, ...]] = {}
         with open(path, newline="") as fh:
             reader = csv.DictReader(fh)
-            missing = [c for c in ("arch",) + COLUMNS if c not in (reader.fieldnames or [])]
-            if missing:
-                raise ValueError(f"{path}: missing column(s) {', '.join(missing)}; "
-                                 f"expected arch,{','.join(COLUMNS)}")
+            found = tuple(f.strip() for f in (reader.fieldnames or []) if f is not None)
+            pairs = ", ".join(",".join(dataset_columns(d)) for d in TABLE_DATASETS)
+            expected = f"expected arch and at least one of the column pairs {pairs}; its columns: {', '.join(found) or 'none'}"
+            if "arch" not in found:
+                raise ValueError(f"{path}: no column arch; {expected}")
+            half = [c for d in TABLE_DATASETS if any(x in found for x in dataset_columns(d))
+                    for c in dataset_columns(d) if c not in found]  # one column of a pair without the other
+            if half:
+                raise ValueError(f"{path}: missing column(s) {', '.join(half)} (a dataset needs both its "
+                                 f"columns); {expected}")
+            columns = tuple(c for d in TABLE_DATASETS for c in dataset_columns(d) if c in found)
+            if not columns:
+                raise ValueError(f"{path}: no accuracy columns; {expected}")
+            reader.fieldnames = list(found)  # stripped names
             for line, row in enumerate(reader, 2):
                 try:
-                    rows[row["arch"].strip()] = tuple(float(row[c]) for c in COLUMNS)
-                except (TypeError, ValueError) as exc:
+                    rows[row["arch"].strip()] = tuple(float(row[c]) for c in columns)
+                except (AttributeError, TypeError, ValueError) as exc:
                     raise ValueError(f"{path}:{line}: cannot read accuracies: {exc}") from None
-        return cls(rows)
+        return cls(rows, columns, found)
 
     def __len__(self) -> int:
         return len(self.rows)
@@ -210,13 +246,18 @@ class Nb201Table:
         found = self._classes.get(h)
         if found is None:
             found = []
+            # strings with equal live parts share one Block: one isomorphism check per distinct Block
+            class_of: dict[int, list[str]] = {}
             for arch in self.groups.get(h, []):
-                for members in found:
-                    if is_isomorphic(self._blocks[members[0]], self._blocks[arch]):
-                        members.append(arch)
-                        break
-                else:
-                    found.append([arch])
+                block = self._blocks[arch]
+                members = class_of.get(id(block))
+                if members is None:
+                    members = next((m for m in found if is_isomorphic(self._blocks[m[0]], block)), None)
+                    if members is None:
+                        members = []
+                        found.append(members)
+                    class_of[id(block)] = members
+                members.append(arch)
             self._classes[h] = found
         return found
 
@@ -237,13 +278,13 @@ class Nb201Table:
         return self._find(block)[1]
 
     def lookup(self, block: Block) -> dict | None:
-        """Mean of each column over the block's class (the cells isomorphic to it), with the class
+        """Mean of each of `columns` over the block's class (the cells isomorphic to it), with the class
         size, its arch strings and the block's hash; None when the block is not in the table."""
         h, members = self._find(block)
         if members is None:
             return None
         out: dict = {}
-        for i, col in enumerate(COLUMNS):
+        for i, col in enumerate(self.columns):
             out[col] = sum(self.rows[a][i] for a in members) / len(members)
         out["class_size"] = len(members)
         out["members"] = list(members)
@@ -254,15 +295,113 @@ class Nb201Table:
         return self.find_class(block) is not None
 
 
-_space: Nb201Table | None = None  # all 15,625 cells, without accuracies
+@lru_cache(maxsize=1)
+def all_cells() -> Nb201Table:
+    """All 15,625 cells without accuracies: built once per process on first use (about 2 s), then
+    shared by every caller (a cache, not mutable state: the table's content never changes)."""
+    return Nb201Table({a: () for a in all_arch_strings()}, columns=())
 
 
 def in_space(block: Block, table: Nb201Table | None = None) -> bool:
     """Whether a block is (isomorphic to) an NB201 cell: against the table's classes when given,
-    else against all 15,625 converted cells (converted once per process, kept in memory)."""
-    global _space
-    if table is None:
-        if _space is None:
-            _space = Nb201Table({a: () for a in all_arch_strings()})
-        table = _space
-    return table.in_space(block)
+    else against all 15,625 converted cells (`all_cells`)."""
+    return (all_cells() if table is None else table).in_space(block)
+
+
+# ------------------------------------------------------------------ the official release -> CSV
+
+class Nb201ReleaseError(ValueError):
+    """A NAS-Bench-201 release file that cannot be converted; the message says what is missing."""
+
+
+# Where each table column comes from in the release, as the NB201 paper reports them: CIFAR-10
+# validation from the `cifar10-valid` runs (trained on the train half) on x-valid, its test from the
+# `cifar10` runs (trained on train+valid) on ori-test; CIFAR-100 and ImageNet16-120 on x-valid / x-test.
+RELEASE_SOURCES: dict[str, tuple[tuple[str, str], tuple[str, str]]] = {
+    "cifar10": (("cifar10-valid", "x-valid"), ("cifar10", "ori-test")),
+    "cifar100": (("cifar100", "x-valid"), ("cifar100", "x-test")),
+    "imagenet16-120": (("ImageNet16-120", "x-valid"), ("ImageNet16-120", "x-test")),
+}
+
+
+def load_release(path: str | Path, trust_pickle: bool = False):
+    """The release's dict. Read with torch.load(weights_only=True), which rebuilds only plain
+    containers, numbers, strings and tensors; a file holding anything else is refused unless
+    `trust_pickle`, which unpickles it in full (that runs code from the file: only for a file from a
+    source you trust)."""
+    import pickle
+
+    import torch
+
+    try:
+        return torch.load(path, map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError as exc:
+        if not trust_pickle:
+            import re
+
+            text = re.sub(r"\x1b\[[0-9;]*m", "", str(exc))  # torch colours its message
+            lines = [ln.strip() for ln in text.splitlines() if ln.strip()] or [type(exc).__name__]
+            why = next((ln for ln in lines if "Unsupported global" in ln), lines[0]).split(" Please use")[0]
+            raise Nb201ReleaseError(
+                f"{path} holds more than plain containers, numbers and tensors ({why[:300]}); unpickling "
+                f"it in full would run code from the file: if it is the official NAS-Bench-201 release "
+                f"from a source you trust, rerun with --trust-pickle") from None
+    return torch.load(path, map_location="cpu", weights_only=False)
+
+
+def _mean_accuracy(results, where: tuple[str, str], idx) -> float:
+    dataset, split = where
+    seeds = results.get("dataset_seed", {}).get(dataset)
+    if not seeds:
+        raise Nb201ReleaseError(f"arch index {idx}: no runs on {dataset!r}; its datasets: "
+                                f"{', '.join(map(str, results.get('dataset_seed', {}))) or 'none'}")
+    accs = []
+    for seed in seeds:
+        run = results.get("all_results", {}).get((dataset, seed))
+        if run is None:
+            raise Nb201ReleaseError(f"arch index {idx}: dataset_seed lists seed {seed} on {dataset!r} but "
+                                    f"all_results has no ({dataset!r}, {seed}) entry")
+        key = f"{split}@{int(run.get('epochs', 200)) - 1}"  # the last epoch
+        acc = run.get("eval_acc1es", {}).get(key)
+        if acc is None:
+            raise Nb201ReleaseError(f"arch index {idx}: run ({dataset!r}, {seed}) has no {key!r} accuracy; "
+                                    f"its eval sets: {', '.join(map(str, run.get('eval_names', []))) or 'none'}")
+        accs.append(float(acc))
+    return sum(accs) / len(accs)
+
+
+def release_rows(data) -> tuple[tuple[str, ...], dict[str, tuple[float, ...]]]:
+    """The table's columns and its rows (arch -> 200-epoch accuracies, each the mean over the
+    release's seeds) from a loaded release: {'meta_archs': [arch, ...], 'arch2infos': {index:
+    {'full': ArchResults state dict, ...}}} (the API's in-memory form, keyed '200', is read too).
+    An ArchResults state dict has 'dataset_seed' {dataset: [seed, ...]} and 'all_results'
+    {(dataset, seed): {'epochs': 200, 'eval_acc1es': {'x-valid@199': acc, ...}, ...}}."""
+    if not isinstance(data, dict) or "meta_archs" not in data or "arch2infos" not in data:
+        keys = ", ".join(map(str, data)) if isinstance(data, dict) else type(data).__name__
+        raise Nb201ReleaseError(f"not a NAS-Bench-201 release: expected a dict with keys meta_archs and "
+                                f"arch2infos, got {keys}")
+    archs = data["meta_archs"]
+    columns = tuple(c for d in TABLE_DATASETS for c in dataset_columns(d))
+    rows: dict[str, tuple[float, ...]] = {}
+    for idx in sorted(data["arch2infos"], key=int):
+        info = data["arch2infos"][idx]
+        results = info.get("full", info.get("200")) if isinstance(info, dict) else None
+        if not isinstance(results, dict):
+            shown = ", ".join(map(str, info)) if isinstance(info, dict) else type(info).__name__
+            raise Nb201ReleaseError(f"arch index {idx}: expected the 200-epoch results under 'full' (or '200'); "
+                                    f"found {shown}")
+        arch = archs[int(idx)]
+        parse_arch(arch)  # a malformed string is an error, not a row
+        rows[arch] = tuple(_mean_accuracy(results, where, idx) for d in TABLE_DATASETS for where in RELEASE_SOURCES[d])
+    if not rows:
+        raise Nb201ReleaseError("the release has no evaluated architectures (arch2infos is empty)")
+    return columns, rows
+
+
+def write_table(path: str | Path, columns: tuple[str, ...], rows: dict[str, tuple[float, ...]]) -> None:
+    """A CSV that `Nb201Table.load` reads: arch, then the columns, accuracies to 4 decimals."""
+    with open(path, "w", newline="") as fh:
+        out = csv.writer(fh)
+        out.writerow(("arch",) + tuple(columns))
+        for arch, values in rows.items():
+            out.writerow([arch] + [f"{v:.4f}" for v in values])

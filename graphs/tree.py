@@ -21,8 +21,10 @@ before training finished).
 """
 from __future__ import annotations
 
+import bisect
 import json
 import math
+from collections import Counter
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, Iterator, Literal
@@ -52,6 +54,15 @@ _ROOT_STATUSES = ("trained", "pending", "failed")
 
 _COST_DEFAULTS = {"tokens": 0, "dollars": 0.0, "seconds": 0.0}
 _SUMMARY_TEXT = 160  # characters of a proposal / reason shown in children_summary
+# children_summary shows every child up to SUMMARY_SHOWN children; beyond, the best few by
+# valid_acc and the most recent few, one line counting the rest by status and one naming their
+# most frequent plans (by first line): the task message, sent with every model call of a trial,
+# stays the same size however many children a node has.
+SUMMARY_SHOWN = 6
+SUMMARY_BEST = 3
+SUMMARY_RECENT = 3
+SUMMARY_PLANS = 10  # distinct plan first lines named for the children not shown
+_PLAN_HEAD_TEXT = 48  # characters of each of those first lines
 
 
 class TreeError(ValueError):
@@ -228,6 +239,58 @@ def _num(x: float | None) -> str:
     return "n/a" if x is None else f"{x:.4g}"
 
 
+def _node_text(n: TreeNode) -> str:
+    """A node's JSON as it reads inside the tree file (indent=1, two levels down)."""
+    text = json.dumps(n.model_dump(mode="json"), indent=1, ensure_ascii=False, allow_nan=False)
+    return text.replace("\n", "\n  ")  # JSON strings hold no raw newline: only layout changes
+
+
+def _child_line(c: TreeNode, pv: float | None) -> str:
+    """One child's line in children_summary: outcome, plan and inspiration."""
+    if c.status == "trained":
+        v = c.valid_acc
+        delta = "" if v is None or pv is None else f" ({v - pv:+.4g} vs parent)"
+        outcome = f"trained, valid_acc {_num(v)}{delta}"
+    elif c.status == "duplicate":
+        outcome = f"duplicate of #{c.duplicate_of} (same architecture; not trained again)"
+    elif c.status == "invalid":
+        errs = "; ".join(f"[{e.code}] {e.message}" for e in c.errors[:3])
+        outcome = "invalid" + (f": {_shorten(errs)}" if errs else "") + \
+                  (f" (reason: {_shorten(c.reason, 80)})" if c.reason and not errs else "")
+    elif c.status == "failed":
+        outcome = f"failed: {_shorten(c.reason, 100) or 'no reason recorded'}"
+    else:
+        outcome = "pending (training not finished)"
+    parts = [f"- #{c.id} {outcome}", f"plan: {_shorten(c.proposal) or '(none recorded)'}"]
+    if c.inspiration and c.inspiration not in (c.proposal or ""):  # a plan usually quotes it already
+        parts.append(f"inspiration: {_shorten(c.inspiration, 80)}")
+    return " | ".join(parts)
+
+
+def _best_and_recent(kids: list[TreeNode]) -> list[TreeNode]:
+    """The SUMMARY_BEST children with the highest valid_acc (ties: the earlier) and the
+    SUMMARY_RECENT latest others, in id order."""
+    scored = sorted((c for c in kids if c.status == "trained" and c.valid_acc is not None),
+                    key=lambda c: (-c.valid_acc, c.id))
+    keep = {c.id for c in scored[:SUMMARY_BEST]}
+    keep.update(c.id for c in [c for c in kids if c.id not in keep][-SUMMARY_RECENT:])
+    return [c for c in kids if c.id in keep]
+
+
+def _rest_lines(rest: list[TreeNode]) -> list[str]:
+    """The children not shown: counted by status, and their most frequent plans by first line."""
+    statuses = Counter(c.status for c in rest)
+    counts = ", ".join(f"{statuses[s]} {s}" for s in STATUSES if statuses[s])
+    lines = [f"- {len(rest)} other(s) not listed: {counts}"]
+    heads = Counter(_shorten((c.proposal or "").strip().split("\n", 1)[0], _PLAN_HEAD_TEXT) or "(none recorded)"
+                    for c in rest)
+    common = heads.most_common(SUMMARY_PLANS)  # equal counts keep first-seen order: deterministic
+    more = len(heads) - len(common)
+    named = "; ".join(f"{h} (x{k})" for h, k in common) + (f"; and {more} other plan(s)" if more else "")
+    lines.append(f"  their plans, most frequent first: {named}")
+    return lines
+
+
 # ---------------------------------------------------------------- tree
 
 class ModificationTree:
@@ -238,6 +301,7 @@ class ModificationTree:
         self._children: dict[int, list[int]] = {}
         self._blocks: dict[int, Block] = {}  # parsed base blocks, by node id
         self._index: dict[str, list[int]] | None = None  # hash -> ids of originals (lazy)
+        self._texts: dict[int, tuple[TreeNode, str]] = {}  # id -> (node, its JSON text in the file)
         for n in nodes or []:
             self._append(n)
 
@@ -356,8 +420,24 @@ class ModificationTree:
         if node.block is None or node.hash is None:
             self._blocks.pop(node_id, None)
         self._nodes[node_id] = node
-        self._index = None
+        self._reindex(node_id)
         return node
+
+    def _reindex(self, node_id: int) -> None:
+        """Move a replaced node in the duplicate index, keeping each hash's ids in id order (a
+        rebuild would rehash every original, once per trial)."""
+        if self._index is None:
+            return
+        for ids in self._index.values():
+            if node_id in ids:
+                ids.remove(node_id)
+        if not self._nodes[node_id].is_original:
+            return
+        try:
+            h = canonical_hash(self.block_of(node_id))
+        except (BlockError, TreeError):
+            return
+        bisect.insort(self._index.setdefault(h, []), node_id)
 
     # ------------------------------------------------------------ reading
 
@@ -472,6 +552,23 @@ class ModificationTree:
                 return n
         return None
 
+    def find_candidate(self, block: str | Block) -> TreeNode | None:
+        """The earliest node of any status (trained, failed, invalid, duplicate, pending; the root
+        too) whose base block is the same design as `block` (isomorphic). A run never evaluates a
+        candidate twice: this is how a repeat is recognised. Nodes whose text cannot be read are
+        skipped."""
+        b = block if isinstance(block, Block) else parse_block(block)
+        h = canonical_hash(b)
+        for n in self._nodes:
+            if n.hash != h:
+                continue
+            try:
+                if is_isomorphic(self.block_of(n.id), b):
+                    return n
+            except (BlockError, TreeError):
+                continue
+        return None
+
     @staticmethod
     def _same_optional(text: str | None, other: Block | None) -> bool:
         if text is None or other is None:
@@ -486,40 +583,42 @@ class ModificationTree:
 
     def children_summary(self, node_id: int) -> str:
         """What the node's children already tried: one line each with the plan, the outcome and the
-        validation-accuracy change against this node (test accuracy is not shown)."""
+        validation-accuracy change against this node (test accuracy is not shown). Beyond
+        SUMMARY_SHOWN children only the SUMMARY_BEST best by valid_acc and the SUMMARY_RECENT most
+        recent get a line each (in id order); the rest are counted by status, with their most
+        frequent plans by first line, so the text is bounded however many children there are."""
         parent = self.get(node_id)
         kids = self.children(node_id)
         pv = parent.valid_acc
         if not kids:
             return f"Node #{node_id} (valid_acc {_num(pv)}) has no children yet: nothing has been tried from it."
-        lines = [f"Node #{node_id} (valid_acc {_num(pv)}): {len(kids)} modification(s) already tried:"]
-        for c in kids:
-            if c.status == "trained":
-                v = c.valid_acc
-                delta = "" if v is None or pv is None else f" ({v - pv:+.4g} vs parent)"
-                outcome = f"trained, valid_acc {_num(v)}{delta}"
-            elif c.status == "duplicate":
-                outcome = f"duplicate of #{c.duplicate_of} (same architecture; not trained again)"
-            elif c.status == "invalid":
-                errs = "; ".join(f"[{e.code}] {e.message}" for e in c.errors[:3])
-                outcome = "invalid" + (f": {_shorten(errs)}" if errs else "") + \
-                          (f" (reason: {_shorten(c.reason, 80)})" if c.reason and not errs else "")
-            elif c.status == "failed":
-                outcome = f"failed: {_shorten(c.reason, 100) or 'no reason recorded'}"
-            else:
-                outcome = "pending (training not finished)"
-            parts = [f"- #{c.id} {outcome}", f"plan: {_shorten(c.proposal) or '(none recorded)'}"]
-            if c.inspiration:
-                parts.append(f"inspiration: {_shorten(c.inspiration, 80)}")
-            lines.append(" | ".join(parts))
+        shown = kids if len(kids) <= SUMMARY_SHOWN else _best_and_recent(kids)
+        head = f"Node #{node_id} (valid_acc {_num(pv)}): {len(kids)} modification(s) already tried"
+        if len(shown) < len(kids):
+            head += f"; the {SUMMARY_BEST} best and the {SUMMARY_RECENT} most recent"
+        lines = [head + ":", *(_child_line(c, pv) for c in shown)]
+        if len(shown) < len(kids):
+            ids = {c.id for c in shown}
+            lines.extend(_rest_lines([c for c in kids if c.id not in ids]))
         return "\n".join(lines)
 
     # ------------------------------------------------------------ files
 
     def to_json(self) -> str:
-        doc = {"schema": SCHEMA, "version": SCHEMA_VERSION,
-               "nodes": [n.model_dump(mode="json") for n in self._nodes]}
-        return json.dumps(doc, indent=1, ensure_ascii=False, allow_nan=False)
+        """The tree file's text: json.dumps of {schema, version, nodes} with indent=1. Each node's
+        text is kept once made (nodes are immutable; `update` replaces the object), so saving after
+        every trial does not re-serialise the whole tree."""
+        texts = self._texts
+        parts = []
+        for n in self._nodes:
+            kept = texts.get(n.id)
+            if kept is None or kept[0] is not n:
+                kept = texts[n.id] = (n, _node_text(n))
+            parts.append(kept[1])
+        head = json.dumps({"schema": SCHEMA, "version": SCHEMA_VERSION, "nodes": []}, indent=1)
+        if not parts:
+            return head
+        return head[: -len("[]\n}")] + "[\n  " + ",\n  ".join(parts) + "\n ]\n}"
 
     def save(self, path: str | Path) -> Path:
         """Write the whole tree atomically (graphs.atomic): a crash at any point leaves either the

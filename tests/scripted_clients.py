@@ -18,6 +18,10 @@ SCENARIOS = {
     "fix_then_valid": {1: [ONE_INPUT_ADD, CONNECT_SHORTCUT]},
     "always_invalid": {1: [ONE_INPUT_ADD, [], [], [], [], []]},
     "no_change": {1: [[]]},
+    # NB201 root cell (ResNet-like): node 3 is the conv of edge 1<-0.
+    "nb201_repeat_then_new": {1: [[], [{"kind": "set_cell_edge", "edge": "2<-0", "op": "nor_conv_1x1"}]]},
+    "nb201_outside_then_fixed": {1: [[{"kind": "set_op", "id": 3, "op": "Conv2d(out_channels=C,kernel_size=5,bias=False)"}],
+                                     [{"kind": "set_op", "id": 3, "op": "Conv2d(out_channels=C,kernel_size=1,bias=False)"}]]},
 }
 
 
@@ -30,9 +34,15 @@ class ScriptedModifierClient(OfflineDesignerClient):
         self.script = SCENARIOS[scenario]
 
     def _modifier(self, messages, tools):
+        return self._scripted(messages, tools, super()._modifier)
+
+    def _cell_modifier(self, messages, tools):  # the same script inside the NB201 space
+        return self._scripted(messages, tools, super()._cell_modifier)
+
+    def _scripted(self, messages, tools, otherwise):
         trial = self._trial(self._task(messages))
         if trial not in self.script:
-            return super()._modifier(messages, tools)
+            return otherwise(messages, tools)
         done = _tool_results(_turn(messages))
         if done and done[-1][0] == "validate_block":
             return f"{SUBMITTED}: scripted edits."

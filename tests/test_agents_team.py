@@ -49,6 +49,7 @@ def scripted(scenario: str) -> list[str]:
             "~llm.client.fault_rate"]
 
 
+@pytest.mark.slow
 def test_invalid_first_submission_is_repaired_trained_and_remembered(tmp_path):
     summary, tree, run_dir = run(tmp_path, scripted("fix_then_valid") + ["trials=2"])
     first = records(run_dir, 1)
@@ -105,6 +106,7 @@ def test_isomorphic_design_is_a_duplicate_and_not_trained(tmp_path):
     assert any("isomorphic to node 0" in t for t in texts(records(run_dir, 1), "trial", "TrialEvent"))
 
 
+@pytest.mark.slow
 def test_failing_model_client_fails_trials_and_exits_with_a_clear_message(tmp_path):
     root = tmp_path / "root.txt"
     root.write_text(DEFAULT_ROOTS["nader"])
@@ -121,6 +123,7 @@ def test_failing_model_client_fails_trials_and_exits_with_a_clear_message(tmp_pa
                for n in tree.nodes[1:])
 
 
+@pytest.mark.slow
 def test_researcher_command_on_small_cifar10_files(tmp_path):
     from test_training_datasets import write_cifar10
 

@@ -135,6 +135,7 @@ def outcomes(tmp_path_factory):
     return [(key, tmp / f"run{i}", row) for i, ((key, _), row) in enumerate(zip(cases, rows))]
 
 
+@pytest.mark.slow
 def test_the_table_has_at_least_40_values(outcomes):
     assert len(outcomes) == CASES >= 40
 

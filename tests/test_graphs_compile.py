@@ -1,5 +1,4 @@
 """Compilation to torch and standalone source export."""
-import importlib.util
 import json
 import subprocess
 import sys
@@ -11,19 +10,13 @@ from graphs.compile import build_model, count_params
 from graphs.export import export_source
 from graphs.ir import parse_block
 from conftest import CORPUS, ROOT
+from export_check import assert_same_outputs, rebuild_exported
 
 BASE_BLOCKS = [p.stem for p in sorted(CORPUS.glob("*.txt")) if p.stem not in ("stem_conv", "resnet_reduction")]
 
 
 def block(name):
     return parse_block((CORPUS / f"{name}.txt").read_text())
-
-
-def load_exported(path):
-    spec = importlib.util.spec_from_file_location(f"exported_{path.stem}", path)
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
-    return mod
 
 
 @pytest.mark.parametrize("name", BASE_BLOCKS)
@@ -44,15 +37,9 @@ def test_exported_source_rebuilds_the_same_network(tmp_path, name, macro):
     src = export_source(compiled)
     imports = [ln for ln in src.splitlines() if ln.startswith(("import ", "from "))]
     assert imports == ["import torch", "from torch import nn"]
-    path = tmp_path / f"{name}_{macro}.py"
-    path.write_text(src)
-    rebuilt = load_exported(path).build_model()
+    rebuilt = rebuild_exported(tmp_path / f"{name}_{macro}.py", src)
     assert count_params(rebuilt) == count_params(compiled.module) == compiled.cost.params
-    rebuilt.load_state_dict(compiled.module.state_dict())
-    compiled.module.eval()
-    rebuilt.eval()
-    x = torch.randn(3, 3, 32, 32)
-    assert torch.equal(rebuilt(x), compiled.module(x))
+    assert_same_outputs(rebuilt, compiled.module, (3, 3, 32, 32))
 
 
 def test_batch_symbol_works_at_any_batch_size():
@@ -91,7 +78,7 @@ def test_cli_cost_hash_export_nb201(tmp_path):
     assert cost == {"widths": [16, 32, 64], "params": 1_288_506, "flops": cost["flops"]} and cost["flops"] > 0
     model = tmp_path / "model.py"
     ex = run_cli("export", str(cell), "--macro", "nb201", "--dataset", "cifar10", "-o", str(model))
-    assert ex.returncode == 0 and count_params(load_exported(model).build_model()) == 1_288_506
+    assert ex.returncode == 0 and count_params(rebuild_exported(model)) == 1_288_506
 
 
 def test_cli_rejects_missing_file_and_bad_arch():

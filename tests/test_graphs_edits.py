@@ -398,8 +398,13 @@ def test_malformed_json(res):
 def test_json_schema_is_a_discriminated_union():
     schema = edits_json_schema()
     text = json.dumps(schema)
-    for kind in ("add_node", "remove_node", "set_op", "add_edge", "remove_edge", "insert_on_edge", "replace_block"):
+    for kind in ("add_node", "remove_node", "set_op", "add_edge", "remove_edge", "insert_on_edge", "replace_block",
+                 "set_cell_edge"):
         assert kind in text
+    # EDIT_KINDS (named in error messages) is the union's list of kinds, in its order
+    from graphs.edits import EDIT_KINDS
+    union = [sub["properties"]["kind"]["const"] for sub in schema["$defs"].values() if "kind" in sub.get("properties", {})]
+    assert sorted(union) == sorted(EDIT_KINDS)
     assert "discriminator" in text
     for name, sub in schema["$defs"].items():
         assert sub["required"][0] == "kind", name

@@ -9,6 +9,7 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
+import pytest
 from hypothesis import HealthCheck, given, settings, strategies as st
 
 from graphs.edits import EditError, apply_edits
@@ -252,6 +253,7 @@ def block_and_edits(draw):
     return name, draw(st.lists(edit_dicts(BLOCKS[name]), max_size=6))
 
 
+@pytest.mark.slow
 @settings(max_examples=700, **SETTINGS)
 @given(block_and_edits())
 def test_random_edit_lists(sample):

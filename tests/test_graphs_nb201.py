@@ -161,6 +161,7 @@ def test_lookup_example(table):
 def test_lookup_returns_class_mean(table):
     archs = ["|nor_conv_3x3~0|+|nor_conv_1x1~0|none~1|+|none~0|skip_connect~1|skip_connect~2|",
              "|nor_conv_1x1~0|+|nor_conv_3x3~0|none~1|+|none~0|skip_connect~1|skip_connect~2|"]
+    assert table.columns == COLUMNS and table.datasets == ("cifar10", "cifar100")  # the shared CIFAR table
     result = table.lookup(arch_to_block(archs[0]))
     assert set(archs) <= set(result["members"]) and result["class_size"] >= 2
     for i, col in enumerate(COLUMNS):

@@ -4,8 +4,6 @@ source that runs, and listed by `op_catalog`, all through a registry extended wi
 registry is left as it was."""
 from __future__ import annotations
 
-import runpy
-
 import pytest
 import torch
 from torch import nn
@@ -18,6 +16,8 @@ from graphs.hashing import canonical_hash
 from graphs.ir import parse_block, print_block
 from graphs.registry import DEFAULT_REGISTRY, OpSpec, Param, RegistryError, module_args, op_catalog
 from graphs.validate import validate
+
+from export_check import assert_same_outputs, rebuild_exported
 
 
 class ChannelScale(nn.Module):
@@ -131,16 +131,9 @@ def test_exported_source_runs_with_only_torch(one_thread, tmp_path):
     imports = [ln for ln in src.splitlines() if ln.startswith(("import ", "from "))]
     assert imports == ["import torch", "from torch import nn"]
     assert "class ChannelScale(nn.Module):" in src and "ChannelScale(8, 2)" in src
-    path = tmp_path / "model.py"
-    path.write_text(src)
-    ns = runpy.run_path(str(path))  # a fresh namespace: only what the file defines and imports
-    rebuilt = ns["build_model"]()
+    rebuilt = rebuild_exported(tmp_path / "model.py", src)
     assert type(rebuilt.s1c0_n4).__name__ == "ChannelScale" and type(rebuilt.s1c0_n4) is not ChannelScale
-    rebuilt.load_state_dict(compiled.module.state_dict())
-    compiled.module.eval()
-    rebuilt.eval()
-    x = torch.randn(3, 3, 8, 8)
-    assert torch.equal(rebuilt(x), compiled.module(x))
+    assert_same_outputs(rebuilt, compiled.module, (3, 3, 8, 8))
 
 
 def test_hashed_and_printed_through_the_registry():

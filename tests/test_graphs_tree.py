@@ -433,3 +433,34 @@ def test_policies_only_return_trained_nodes_or_root(spec, max_children):
 def test_search_never_reads_test_accuracy():
     import inspect
     assert "test_acc" not in inspect.getsource(search_mod)
+
+
+# ---------------------------------------------------------------- cost per trial (issue 11)
+
+def test_the_file_text_is_the_plain_json_of_the_nodes_also_after_updates():
+    """to_json keeps each node's text once made; what it writes is still json.dumps of the whole."""
+    t = fresh()
+    p = t.add(0, KERNEL5, status="pending", proposal="5x5 ünïcode")
+    t.add(0, NO_SKIP, status="invalid", errors=[Issue(node=7, code=ErrorCode.ARITY, message="m")])
+
+    def plain(tree):
+        return json.dumps({"schema": "nader.modification_tree", "version": SCHEMA_VERSION,
+                           "nodes": [n.model_dump(mode="json") for n in tree.nodes]},
+                          indent=1, ensure_ascii=False, allow_nan=False)
+
+    assert t.to_json() == plain(t)
+    t.update(p.id, status="trained", metrics=m(61.0, 60.0))  # a replaced node is written anew
+    assert t.to_json() == plain(t) and '"valid_acc": 61.0' in t.to_json()
+    assert ModificationTree.from_json(t.to_json()) == t
+    assert ModificationTree().to_json() == plain(ModificationTree())
+
+
+def test_update_keeps_the_duplicate_index_in_id_order():
+    t = fresh()
+    a = t.add(0, KERNEL5, status="pending")
+    b = t.add(0, KERNEL5, metrics=m(55.0))
+    assert t.find_duplicate(KERNEL5).id == b.id  # the index is built now
+    t.update(a.id, status="trained", metrics=m(60.0))
+    assert t.find_duplicate(KERNEL5).id == a.id  # the earlier original, not the last one indexed
+    t.update(a.id, status="failed", reason="oom")
+    assert t.find_duplicate(KERNEL5).id == b.id

@@ -228,3 +228,39 @@ def test_a_run_killed_during_a_trial_keeps_every_answered_call_and_its_resume_co
     assert interrupted == HANG_AT - 1 - usage["per_trial"]["1"]["total"]["calls"] > 0
     tree = ModificationTree.load(run_dir / "tree.json")
     assert [n.trial for n in tree.nodes] == [0, 1, 2]
+
+
+# ---------------------------------------------------------------------------------------- running totals
+def _rescan(calls, trial=None, role=None) -> dict:
+    """The totals by a plain pass over every call (what the ledger did before it kept running totals)."""
+    mine = [c for c in calls if (trial is None or c.trial == trial) and (role is None or c.role == role)]
+    return {"calls": len(mine), "cached_calls": sum(c.cached for c in mine),
+            "prompt_tokens": sum(c.prompt_tokens for c in mine),
+            "tokens": sum(c.prompt_tokens + c.completion_tokens for c in mine),
+            "spent_tokens": sum(c.prompt_tokens + c.completion_tokens for c in mine if not c.cached),
+            "usd": pytest.approx(sum(c.usd for c in mine)), "retries": sum(c.attempts - 1 for c in mine)}
+
+
+def test_running_totals_after_saves_equal_a_full_rescan(tmp_path: Path):
+    ledger = _ledger(tmp_path)
+    for trial in range(1, 13):
+        with ledger.charging(str(trial)):
+            for i, role in enumerate(("Proposer", "Reflector", "Modifier", "Modifier")):
+                ledger.record(role, "m", 100 * trial + i, 7 * i, cached=(trial + i) % 5 == 0, attempts=1 + i % 2)
+        ledger.save(tmp_path / "usage.json")
+        if trial == 8:
+            ledger.set_aside(6)  # calls change trial: the totals follow
+        if trial == 10:
+            ledger.calls.append(ledger.calls[0].model_copy(update={"trial": "10"}))  # appended from outside
+    saved = json.loads((tmp_path / "usage.json").read_text())
+    assert saved == json.loads(json.dumps(ledger.to_json()))  # the spliced text is the whole document
+    assert (tmp_path / "usage.json").read_text() == json.dumps(ledger.to_json(), indent=2)
+    for trial in {c.trial for c in ledger.calls} | {None}:
+        for role in ("Proposer", "Reflector", "Modifier", None):
+            got = ledger.totals(trial, role)
+            assert {k: got[k] for k in _rescan([])} == _rescan(ledger.calls, trial, role), (trial, role)
+    assert saved["total"]["calls"] == len(saved["calls"]) == 12 * 4 + 1
+    assert {t: v["total"]["tokens"] for t, v in saved["per_trial"].items()} == \
+           {t: _rescan(ledger.calls, t)["tokens"] for t in dict.fromkeys(c.trial for c in ledger.calls)}
+    again = _ledger(tmp_path)  # read back from the journal: the same totals (the outside append is not in it)
+    assert again.totals("7-interrupted") == ledger.totals("7-interrupted") and again.totals("9") == ledger.totals("9")

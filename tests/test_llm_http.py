@@ -73,6 +73,7 @@ def recorded(tmp_path_factory):
     return {"run": base / "run", "cache": base / "cache", "requests": requests, "port": port, "stderr": res.stderr}
 
 
+@pytest.mark.slow
 def test_http_run_is_as_complete_as_an_offline_run(recorded, offline):
     run_dir = recorded["run"]
     chats = [r for r in recorded["requests"] if r["path"] == "/v1/chat/completions"]
@@ -102,6 +103,7 @@ def test_the_key_never_reaches_a_file(recorded):
     assert leaks == []
 
 
+@pytest.mark.slow
 def test_replay_with_the_server_stopped_gives_the_same_tree(recorded, tmp_path):
     # No server, no key: what a machine without network has. Replay mode never calls a model.
     res = main(tmp_path / "replay", "trials=3", f"llm.cache={recorded['cache']}", "llm.cache_mode=replay",
@@ -112,6 +114,7 @@ def test_replay_with_the_server_stopped_gives_the_same_tree(recorded, tmp_path):
     assert total["cached_calls"] == total["calls"] > 0 and total["spent_tokens"] == 0 and total["usd"] == 0
 
 
+@pytest.mark.slow
 def test_injected_429_500_drop_and_malformed_calls_still_complete_every_trial(tmp_path, offline):
     faults = {2: ("429", 1), 5: "500", 9: "malformed", 14: "drop", 30: "malformed"}
     with FakeOpenAIServer(seed=0, api_key=KEY, faults=faults) as server:
@@ -136,6 +139,7 @@ def test_injected_429_500_drop_and_malformed_calls_still_complete_every_trial(tm
     assert usage["retries"] == 3
 
 
+@pytest.mark.slow
 def test_a_model_that_keeps_failing_fails_its_trial_and_the_run_goes_on(tmp_path):
     # Requests 1-2 fail: with 2 attempts per call the first trial's first call gives up, ending that trial.
     with FakeOpenAIServer(seed=0, api_key=KEY, faults=lambda i: "500" if i <= 2 else None) as server:
@@ -147,6 +151,7 @@ def test_a_model_that_keeps_failing_fails_its_trial_and_the_run_goes_on(tmp_path
     assert tree.get(2).status in ("trained", "duplicate", "invalid")
 
 
+@pytest.mark.slow
 def test_a_token_cap_stops_after_the_trial_that_crosses_it(offline, tmp_path):
     per_trial = json.loads((offline / "usage.json").read_text())["per_trial"]
     cap = per_trial["1"]["total"]["tokens"] + per_trial["2"]["total"]["tokens"] - 1  # crossed during trial 2
@@ -159,6 +164,7 @@ def test_a_token_cap_stops_after_the_trial_that_crosses_it(offline, tmp_path):
     assert (tmp_path / "run" / "best" / "block.txt").exists()
 
 
+@pytest.mark.slow
 def test_a_rejected_or_missing_key_stops_before_any_trial_with_one_line(tmp_path):
     with FakeOpenAIServer(seed=0, api_key=KEY) as server:
         res = main(tmp_path / "run", "trials=1", key="sk-wrong-key-0123456789abcdef", server=server)
@@ -289,6 +295,7 @@ def config(*overrides: str):
         return compose(config_name="config", overrides=list(overrides))
 
 
+@pytest.mark.slow
 def test_a_key_typed_on_the_command_line_is_refused_and_masked_in_hydra_files(tmp_path):
     literal = "typed0123456789literal"
     run_dir = tmp_path / "run"
@@ -303,6 +310,7 @@ def test_a_key_typed_on_the_command_line_is_refused_and_masked_in_hydra_files(tm
     assert "api_key: '***'" in (run_dir / "config.yaml").read_text()
 
 
+@pytest.mark.slow
 def test_a_key_pasted_into_api_key_env_is_refused_in_one_line_and_written_nowhere(tmp_path):
     pasted = "sk-proj-PASTEDpasted0123456789"
     run_dir = tmp_path / "run"
@@ -318,6 +326,7 @@ def test_a_key_pasted_into_api_key_env_is_refused_in_one_line_and_written_nowher
     assert "api_key_env: '***'" in (run_dir / "config.yaml").read_text()
 
 
+@pytest.mark.slow
 def test_a_sweep_masks_typed_keys_in_its_multirun_yaml_too(tmp_path):
     literal, pasted = "typed0123456789literal", "sk-proj-PASTEDpasted0123456789"
     sweep = tmp_path / "sweep"
@@ -330,6 +339,7 @@ def test_a_sweep_masks_typed_keys_in_its_multirun_yaml_too(tmp_path):
     assert [p for p in files if literal.encode() in p.read_bytes() or b"PASTEDpasted" in p.read_bytes()] == []
 
 
+@pytest.mark.slow
 def test_a_replay_with_the_same_cap_stops_where_the_capped_run_would(recorded, tmp_path):
     # Caps count replayed calls as made, so replaying with a cap crossed during trial 2 stops after
     # trial 2, as the run that recorded the cache would have; what was spent is still $0 and 0 tokens.
@@ -355,6 +365,7 @@ class _Records(logging.Handler):
         self.records.append(record)
 
 
+@pytest.mark.slow
 def test_a_failed_model_call_is_one_log_line_with_its_trace_only_at_debug(tmp_path):
     # The real AutoGen team on a server that fails every call: AutoGen's runtime logs the failure
     # with a traceback, then once more for each other agent; with OneLineFailures on its logger the

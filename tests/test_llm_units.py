@@ -418,7 +418,7 @@ def test_a_host_that_does_not_resolve_or_a_server_that_does_not_answer_is_a_setu
         make_clients(config("llm=openai_compatible", "llm.model=m", "llm.base_url=http://no-such-host.invalid/v1",
                             "llm.cache=/tmp/unused-cache"))
     with pytest.raises(RunSetupError, match=r"^cannot reach the openai_compatible server at http://127.0.0.1:9/v1/models "
-                                            r"within 120s \(.*\): start it or fix llm's address$"):
+                                            r"within 120s \(.*\): start it or fix llm.base_url$"):
         make_clients(config("llm=openai_compatible", "llm.model=m", "llm.base_url=http://127.0.0.1:9/v1"))
 
 

@@ -106,3 +106,70 @@ def test_add_custom_items_and_tag_normalisation(store):
     assert ids == ["x1", "x2"] and store.count() == 2
     assert store.get("x1").tags == ["multi-branch"]
     assert store.search("octave frequency", k=1)[0].id == "x1"
+
+
+# ---------------------------------------------------------------- the starter set's vectors, kept (issue 11)
+class CountingEmbedder(HashingEmbedder):
+    """The hashing embedder, counting the texts it embeds."""
+
+    def __init__(self, dim: int = 256):
+        super().__init__(dim)
+        self.embedded = 0
+
+    def embed(self, texts):
+        self.embedded += len(texts)
+        return super().embed(texts)
+
+
+def _open(tmp_path, embedder, **kw):
+    from tools.memory import open_memory
+
+    return open_memory(MemoryConfig(embedder="hashing", cache_dir=str(tmp_path / "cache"), **kw), embedder=embedder)
+
+
+def test_the_starter_set_is_embedded_once_per_embedder_and_kept(tmp_path):
+    first = CountingEmbedder()
+    with _open(tmp_path, first) as memory:
+        n = memory.knowledge.count()
+        hits = [h.id for h in memory.knowledge.search("squeeze and excitation channel attention", k=3)]
+    assert first.embedded == n + 1 == len(load_starter_knowledge()) + 1  # the set, then the query
+    again = CountingEmbedder()
+    with _open(tmp_path, again) as memory:
+        assert memory.knowledge.count() == n
+        assert [h.id for h in memory.knowledge.search("squeeze and excitation channel attention", k=3)] == hits
+    assert again.embedded == 1  # only the query: the set's vectors came from the cache
+    other = CountingEmbedder(dim=128)  # another embedder never reads those vectors
+    with _open(tmp_path, other):
+        pass
+    assert other.embedded == n
+    off = CountingEmbedder()
+    with _open(tmp_path, off, starter_cache=False):
+        pass
+    assert off.embedded == n
+
+
+def test_a_changed_text_is_embedded_again_and_a_corrupt_cache_is_ignored(tmp_path):
+    from tools.memory.vector_cache import embed_cached
+
+    emb, folder = CountingEmbedder(), tmp_path / "cache"
+    first = embed_cached(emb, ["a dilated 3x3 conv", "a 1x1 projection"], folder)
+    assert emb.embedded == 2 and first == emb.embed(["a dilated 3x3 conv", "a 1x1 projection"])
+    emb.embedded = 0
+    assert embed_cached(emb, ["a 1x1 projection", "a dilated 5x5 conv"], folder) == \
+        HashingEmbedder().embed(["a 1x1 projection", "a dilated 5x5 conv"])
+    assert emb.embedded == 1  # only the changed text
+    for f in folder.iterdir():
+        f.write_text("{not json")
+    emb.embedded = 0
+    assert embed_cached(emb, ["a 1x1 projection"], folder) == HashingEmbedder().embed(["a 1x1 projection"])
+    assert emb.embedded == 1
+
+
+def test_a_repeated_query_is_embedded_once(tmp_path):
+    emb = CountingEmbedder()
+    with _open(tmp_path, emb) as memory:
+        emb.embedded = 0
+        first = memory.knowledge.search("dilated convolution for a larger receptive field", k=3)
+        again = memory.knowledge.search("dilated convolution for a larger receptive field", k=3)
+        other = memory.knowledge.search("channel attention", k=3)
+    assert first == again and other != first and emb.embedded == 2

@@ -2,15 +2,23 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Callable
 
 from pydantic import BaseModel, Field
 
 from graphs.edits import Edit, EditError, apply_edits
-from graphs.errors import BlockError, Issue
+from graphs.errors import BlockError, ErrorCode, Issue
 from graphs.ir import Block, parse_block
 from graphs.validate import validate
 
 from .base import ToolResult, TypedTool
+
+if TYPE_CHECKING:
+    from graphs.space import Space
+
+# Describes an earlier candidate of the run that is the same design as a block (e.g. "node 7
+# (trial 5, trained)"), or None when the design is new.
+SeenFn = Callable[[Block], "str | None"]
 
 
 @dataclass
@@ -69,9 +77,26 @@ def edit_tool(draft: Draft) -> TypedTool:
                      EditArgs, EditResult, run)
 
 
-def validate_tool(draft: Draft) -> TypedTool:
+def draft_issues(block: Block, kind: str, space: "Space | None" = None, seen: SeenFn | None = None) -> list[Issue]:
+    """The validator's issues; when there are none, the space's (out_of_space); when still none,
+    `duplicate_candidate` if `seen` knows the design from earlier in the run."""
+    issues = validate(block, kind)
+    if not issues and space is not None:
+        issues = space.issues(block)
+    if not issues and seen is not None:
+        earlier = seen(block)
+        if earlier:
+            issues = [Issue(node=None, code=ErrorCode.DUPLICATE_CANDIDATE,
+                            message=f"the draft is the same design as {earlier}, already tried in this run: "
+                                    f"change it to a design not tried yet")]
+    return issues
+
+
+def validate_tool(draft: Draft, space: "Space | None" = None, seen: SeenFn | None = None) -> TypedTool:
+    """`space`: the run's search space (None: no space check); `seen`: see `draft_issues`."""
+
     def run(args: ValidateArgs) -> ValidateResult:
-        issues = validate(draft.block, draft.kind)
+        issues = draft_issues(draft.block, draft.kind, space, seen)
         draft.validations.append(issues)
         return ValidateResult(valid=not issues, errors=[ErrorRecord(node=i.node, code=i.code.value, message=i.message)
                                                         for i in issues], block=str(draft.block))

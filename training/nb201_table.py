@@ -15,8 +15,11 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass, field
+from functools import lru_cache
 from pathlib import Path
 from typing import Literal
+
+from graphs.nb201 import TABLE_DATASETS, dataset_columns as _columns
 
 from .evaluators import TrainEvaluator
 from .models import BlockNetwork
@@ -25,9 +28,18 @@ from .trials import TrialSpec, failed_result
 
 __all__ = ["Nb201TableEvaluator", "Nb201TableError", "TABLE_DATASETS", "TABLE_PROFILE", "NOT_IN_TABLE"]
 
-TABLE_DATASETS = ("cifar10", "cifar100")  # the columns of the table (DESIGN §3.7)
+# TABLE_DATASETS: the datasets an NB201 table can hold (a given table may hold fewer: Nb201Table.datasets).
 TABLE_PROFILE = "nb201-table (200 epochs, NAS-Bench-201 means)"
 NOT_IN_TABLE = "not in table"
+
+
+@lru_cache(maxsize=4)
+def _load_table(path: str, mtime_ns: int, size: int):
+    """One load per file version and process (seconds): the runs of a benchmark or a sweep in one
+    process share it. Keyed by modification time and size, so an edited file is read again."""
+    from graphs.nb201 import Nb201Table
+
+    return Nb201Table.load(path)
 
 
 class Nb201TableError(ValueError):
@@ -36,9 +48,10 @@ class Nb201TableError(ValueError):
 
 @dataclass(frozen=True)
 class Nb201TableEvaluator:
-    """Look candidates up in the NB201 table at `table_path` (CSV with columns
-    arch,cifar10_val,cifar10_test,cifar100_val,cifar100_test). The table is loaded on first use and
-    kept in this instance (not across instances, not in the pickled form sent to pool workers)."""
+    """Look candidates up in the NB201 table at `table_path` (CSV with column arch and a pair
+    <ds>_val,<ds>_test for each dataset it holds, e.g. cifar10_val,cifar10_test; imagenet16-120 is
+    written imagenet16_120_*). The table is loaded on first use and kept in this instance (not
+    across instances, not in the pickled form sent to pool workers)."""
 
     table_path: str
     out_of_space: Literal["train", "skip"] = "train"
@@ -62,14 +75,13 @@ class Nb201TableEvaluator:
     def table(self):
         """The loaded graphs.nb201.Nb201Table (Nb201TableError when it cannot be read)."""
         if "table" not in self._cache:
-            from graphs.nb201 import Nb201Table
-
             path = Path(self.table_path)
             if not path.is_file():
                 raise Nb201TableError(f"NB201 table not found at {path}; build it from the official "
                                       "NAS-Bench-201 release and point evaluator.table at it")
             try:
-                self._cache["table"] = Nb201Table.load(path)
+                stat = path.stat()
+                self._cache["table"] = _load_table(str(path.resolve()), stat.st_mtime_ns, stat.st_size)
             except (OSError, ValueError) as e:
                 raise Nb201TableError(f"cannot read the NB201 table {path}: {e}") from None
         return self._cache["table"]
@@ -88,13 +100,13 @@ class Nb201TableEvaluator:
                 return TrainEvaluator(progress=self.progress).evaluate(trial)
             return self._out(trial, failed_result(trial, NOT_IN_TABLE, evaluator=self.name))
         entry, params = hit
+        val_col, test_col = _columns(trial.dataset)
         n = entry["class_size"]
         shown = ", ".join(entry["members"][:3]) + (", ..." if n > 3 else "")
         result = TrialResult(
             status="ok", evaluator=self.name, trial_id=trial.trial_id, dataset=trial.dataset,
             profile=TABLE_PROFILE, full_protocol=True, seed=trial.seed, split_seed=None, device="",
-            params=params, final_valid_acc=entry[f"{trial.dataset}_val"],
-            final_test_acc=entry[f"{trial.dataset}_test"],
+            params=params, final_valid_acc=entry[val_col], final_test_acc=entry[test_col],
             reason=f"NB201 table: mean over an equivalence class of {n} cell(s): {shown}",
             wall_time_s=time.perf_counter() - t0)
         return self._out(trial, result)
@@ -112,7 +124,11 @@ class Nb201TableEvaluator:
 
         if trial.dataset not in TABLE_DATASETS:
             raise Nb201TableError(f"the NB201 table has no accuracies for dataset {trial.dataset!r}; "
-                                  f"it covers {', '.join(TABLE_DATASETS)}")
+                                  f"NB201 covers {', '.join(TABLE_DATASETS)}")
+        table = self.table()
+        if trial.dataset not in table.datasets:
+            raise Nb201TableError(f"{self.table_path} has no columns {', '.join(_columns(trial.dataset))} for "
+                                  f"dataset {trial.dataset}; its columns: {', '.join(table.file_columns)}")
         text, macro = self._block_of(trial)
         if macro != "nb201":
             return None  # another skeleton: not an NB201 network whatever its cell
@@ -125,7 +141,6 @@ class Nb201TableEvaluator:
             if not _nb201_sections(arch):
                 return None
             arch = arch.base
-        table = self.table()
         entry = table.lookup(arch)
         if entry is None:
             return None

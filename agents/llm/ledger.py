@@ -3,7 +3,11 @@ caps, and the retry/error events the trial transcript shows. One ledger per run,
 
 On disk: `usage.jsonl`, a journal with one line per call appended as the call is recorded (so a
 killed run loses no spent call), and `usage.json`, the summary rewritten by `save()`. On resume the
-journal is the record of the calls."""
+journal is the record of the calls.
+
+Totals are kept running (each call is folded in once, in order, so they equal a full rescan) and
+each call's and each finished trial's JSON text is kept once made: a save after trial 500 costs
+about what one after trial 10 does, instead of rescanning and re-serialising every call."""
 from __future__ import annotations
 
 import json
@@ -63,6 +67,10 @@ def _zero() -> dict:
             "spent_tokens": 0, "usd": 0.0, "list_usd": 0.0, "retries": 0}
 
 
+def _copy(agg: dict) -> dict:
+    return dict(agg)
+
+
 def _add(agg: dict, c: Call) -> None:
     agg["calls"] += 1
     agg["cached_calls"] += int(c.cached)
@@ -95,6 +103,7 @@ class UsageLedger:
         self._redact = redact
         self._elapsed_before = 0.0
         self._started = time.monotonic()
+        self._sums = _Sums()
 
     # ------------------------------------------------------------------ what calls are charged to
     @contextmanager
@@ -167,14 +176,26 @@ class UsageLedger:
         return mine
 
     # ------------------------------------------------------------------ totals
+    def _synced(self) -> "_Sums":
+        """The running totals, with any calls appended to `calls` since the last look folded in."""
+        return self._sums.sync(self.calls)
+
     def totals(self, trial: str | None = None, role: str | None = None) -> dict:
-        agg = _zero()
-        for c in self.calls:
-            if (trial is None or c.trial == trial) and (role is None or c.role == role):
-                _add(agg, c)
-        return agg
+        sums = self._synced()
+        if trial is None:
+            agg = sums.total if role is None else sums.per_role.get(role)
+        else:
+            per = sums.per_trial.get(trial)
+            agg = None if per is None else (per.total if role is None else per.per_role.get(role))
+        return _copy(agg) if agg is not None else _zero()
 
     def by(self, field: str) -> dict[str, dict]:
+        sums = self._synced()
+        kept = {"role": sums.per_role, "model": sums.per_model}.get(field)
+        if kept is None and field == "trial":
+            kept = {t: per.total for t, per in sums.per_trial.items()}
+        if kept is not None:
+            return {k: _copy(v) for k, v in kept.items()}
         out: dict[str, dict] = {}
         for c in self.calls:
             _add(out.setdefault(getattr(c, field), _zero()), c)
@@ -197,21 +218,34 @@ class UsageLedger:
         return None
 
     # ------------------------------------------------------------------ persistence
-    def to_json(self) -> dict:
-        per_trial = {}
-        for trial in dict.fromkeys(c.trial for c in self.calls):
-            mine = [c for c in self.calls if c.trial == trial]
-            roles: dict[str, dict] = {}
-            for c in mine:
-                _add(roles.setdefault(c.role, _zero()), c)
-            per_trial[trial] = {"total": self.totals(trial), "per_role": roles}
+    def _head(self) -> dict:
+        """usage.json without its two long parts, per_trial and calls."""
         return {"total": self.totals(), "per_role": self.by("role"), "per_model": self.by("model"),
-                "per_trial": per_trial, "elapsed_s": round(self.elapsed_s(), 1), "caps": self.caps.model_dump(),
-                "prices": {m: p.model_dump() for m, p in self.prices.items()}, "stopped": self._stopped,
-                "calls": [c.model_dump() for c in self.calls]}
+                "per_trial": {}, "elapsed_s": round(self.elapsed_s(), 1), "caps": self.caps.model_dump(),
+                "prices": {m: p.model_dump() for m, p in self.prices.items()}, "stopped": self._stopped}
+
+    def to_json(self) -> dict:
+        sums = self._synced()
+        per_trial = {t: {"total": _copy(per.total), "per_role": {r: _copy(a) for r, a in per.per_role.items()}}
+                     for t, per in sums.per_trial.items()}
+        return {**self._head(), "per_trial": per_trial, "calls": [c.model_dump() for c in self.calls]}
+
+    def to_text(self) -> str:
+        """`json.dumps(self.to_json(), indent=2)`, redacted, made from the kept texts of the calls
+        and of the trials that have had no call since the last save."""
+        sums = self._synced()
+        head = self._redact(json.dumps(self._head(), indent=2))
+        trials = [f"{json.dumps(t)}: {sums.trial_text(t, self._redact)}" for t in sums.per_trial]
+        calls = sums.call_texts(self.calls, self._redact)
+        # Splice the kept parts into the head's empty per_trial and, as its last key, calls: the
+        # same text json.dumps(indent=2) gives for the whole document (keys are never nested deeper).
+        before, after = head.split('"per_trial": {}', 1)
+        per_trial = "{\n    " + ",\n    ".join(trials) + "\n  }" if trials else "{}"
+        listed = "[\n    " + ",\n    ".join(calls) + "\n  ]" if calls else "[]"
+        return before + '"per_trial": ' + per_trial + after[:-2] + ',\n  "calls": ' + listed + "\n}"
 
     def save(self, path: Path) -> None:
-        atomic_write(path, self._redact(json.dumps(self.to_json(), indent=2)))  # never half a ledger
+        atomic_write(path, self.to_text())  # never half a ledger
 
     def resume(self, path: Path) -> None:
         """Continue the calls and the elapsed time of an earlier run in the same directory, and
@@ -228,6 +262,7 @@ class UsageLedger:
         except (ValueError, TypeError) as exc:
             raise LedgerError(f"{path} is not a usage summary ({exc}); delete it to resume (the calls are kept "
                               f"in {journal.name})") from None
+        self._sums = _Sums()  # the calls are replaced below: count them afresh
         if journal.exists():
             self.calls = read_journal(journal)
             _mend_tail(journal)
@@ -243,6 +278,7 @@ class UsageLedger:
         runs it again, so they are kept (they were spent) under their own label, not that trial's.
         The journal records the step, so that reading it back labels them the same way."""
         _set_aside(self.calls, finished)
+        self._sums = _Sums()  # calls changed trial: count them afresh
         self._append({"set_aside": int(finished)})
 
     def summary_lines(self) -> list[str]:
@@ -257,6 +293,67 @@ class UsageLedger:
         for role, r in sorted(self.by("role").items()):
             lines.append(f"  {role}: {r['calls']} calls, {r['tokens']:,} tokens, ${r['usd']:.4f}")
         return lines
+
+
+class _Trial:
+    """One trial's running totals, overall and per role."""
+
+    def __init__(self) -> None:
+        self.total = _zero()
+        self.per_role: dict[str, dict] = {}
+
+
+class _Sums:
+    """Running totals over a ledger's calls, folded in once each, in order (the same additions, so
+    the same numbers, as a full rescan), and the JSON text of each call and of each trial kept once
+    made. `sync` notices calls appended to the list since the last look; a list replaced or cut
+    short is counted afresh."""
+
+    def __init__(self) -> None:
+        self.total = _zero()
+        self.per_role: dict[str, dict] = {}
+        self.per_model: dict[str, dict] = {}
+        self.per_trial: dict[str, _Trial] = {}
+        self._calls: list[Call] | None = None  # the list counted, and how far
+        self._counted = 0
+        self._call_texts: list[str] = []
+        self._trial_texts: dict[str, str] = {}  # trials with no call since their text was made
+
+    def sync(self, calls: list[Call]) -> "_Sums":
+        if calls is not self._calls or len(calls) < self._counted:
+            self.__init__()
+            self._calls = calls
+        for c in calls[self._counted:]:
+            _add(self.total, c)
+            _add(self.per_role.setdefault(c.role, _zero()), c)
+            _add(self.per_model.setdefault(c.model, _zero()), c)
+            per = self.per_trial.setdefault(c.trial, _Trial())
+            _add(per.total, c)
+            _add(per.per_role.setdefault(c.role, _zero()), c)
+            self._trial_texts.pop(c.trial, None)
+        self._counted = len(calls)
+        return self
+
+    def trial_text(self, trial: str, redact) -> str:
+        text = self._trial_texts.get(trial)
+        if text is None:
+            per = self.per_trial[trial]
+            text = _nested(redact(json.dumps({"total": per.total, "per_role": per.per_role}, indent=2)))
+            self._trial_texts[trial] = text
+        return text
+
+    def call_texts(self, calls: list[Call], redact) -> list[str]:
+        """The JSON text of every call; a call's text is made once (calls are not changed after
+        they are recorded, except by set_aside, which starts the sums afresh)."""
+        del self._call_texts[len(calls):]
+        for c in calls[len(self._call_texts):]:
+            self._call_texts.append(_nested(redact(json.dumps(c.model_dump(), indent=2))))
+        return self._call_texts
+
+
+def _nested(text: str) -> str:
+    """A value's indent=2 JSON text as it reads two levels down in the document."""
+    return text.replace("\n", "\n    ")
 
 
 def _set_aside(calls: list[Call], finished: int) -> None:

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import random
+import re
 from typing import Any, AsyncGenerator, Literal, Mapping, Optional, Sequence
 
 from autogen_core import CancellationToken, FunctionCall
@@ -73,6 +74,14 @@ def _tool_results(messages: Sequence[LLMMessage]) -> list[tuple[str, dict]]:
     return out
 
 
+SET_CELL_EDGE = "set_cell_edge"
+_CELL_EDIT = "edit_block:set_cell_edge"  # capability marker: no tool has this name
+_SPACE_CODES = ("duplicate_candidate", "out_of_space")  # validate-tool codes that ask for another design
+_CELL_QUERY = "NB201 cell operations: 3x3 convolution, 1x1 convolution, skip connection shortcut, pooling"
+_CELL_EXPERIENCE = "set edge cell op change validation accuracy"
+_EXPERIENCE_K = 10  # experience records the cell Proposer reads per trial (the tool's maximum)
+
+
 def _from(messages: Sequence[LLMMessage], source: str) -> list[str]:
     return [_text(m) for m in messages if isinstance(m, UserMessage) and m.source == source]
 
@@ -97,7 +106,15 @@ class OfflineDesignerClient(ChatCompletionClient):
                      extra_create_args: Mapping[str, Any] = {},
                      cancellation_token: Optional[CancellationToken] = None) -> CreateResult:
         names = {t["name"] if isinstance(t, dict) else t.name for t in tools}
-        out = getattr(self, f"_{self._cfg.role.lower()}")(_without_garbled_calls(messages), names)
+        schemas = json.dumps([t if isinstance(t, dict) else t.schema for t in tools], default=str)
+        if SET_CELL_EDGE in schemas:  # the edit tool takes the typed cell edit
+            names.add(_CELL_EDIT)
+        messages = _without_garbled_calls(messages)
+        role = self._cfg.role.lower()
+        if role in ("proposer", "modifier") and self._in_cell_space(messages):
+            out = getattr(self, f"_cell_{role}")(messages, names)
+        else:
+            out = getattr(self, f"_{role}")(messages, names)
         self._calls += 1
         if isinstance(out, list):
             completion = sum(count_tokens(c.name + c.arguments, self._cfg.encoding) for c in out)
@@ -213,6 +230,10 @@ class OfflineDesignerClient(ChatCompletionClient):
         results = _tool_results(turn)
         last_other = next((m for m in reversed(messages) if isinstance(m, UserMessage)), None)
         if last_other is not None and last_other.source == "Proposer":
+            if self._in_cell_space(messages):
+                # A cell move has nothing to wire by hand: the plan's edges are all there is to check.
+                return f"{P.ADVICE}: set exactly the planned edges with set_cell_edge on the original cell, and " \
+                       "validate before submitting; if the cell repeats an earlier candidate, take another move."
             if not results and "search_experience" in tools:
                 return self._call("search_experience", {"query": _text(last_other), "k": 5})
             quotes = _quotes(results[-1][1] if results else {})
@@ -232,7 +253,9 @@ class OfflineDesignerClient(ChatCompletionClient):
         if rounds >= self._cfg.max_rounds:
             return f"{P.REJECT}: still invalid after {rounds} rounds:\n{listed}"
         found = [r for n, r in results if n == "search_experience"]
-        if errors and not found and "search_experience" in tools:
+        # A repeat or a step out of the space is no wiring error: stored fixes do not apply.
+        if errors and not found and "search_experience" in tools and \
+                not all(e["code"] in _SPACE_CODES for e in errors):
             first = errors[0]
             return self._call("search_experience", {"query": f"{first['code']}: {first['message']}", "k": 5,
                                                     "types": ["fix"], "error_code": first["code"]})
@@ -243,13 +266,20 @@ class OfflineDesignerClient(ChatCompletionClient):
 
     def _repair_advice(self, check: dict) -> str:
         from graphs.errors import ErrorCode, Issue
+
+        codes = {e["code"] for e in _errors(check)}
+        if "duplicate_candidate" in codes:
+            return ("the draft is the same design as an earlier candidate; start again from the original block "
+                    "with the next-best change not tried in this trial.")
+        if "out_of_space" in codes:
+            return "the draft leaves the design space; make only changes the space allows to the original block."
         from graphs.ir import parse_block
 
         from .repair import repair
 
         try:
             block = parse_block(check["block"])
-            issues = [Issue(node=e["node"], code=ErrorCode(e["code"]), message=e["message"]) for e in check["errors"]]
+            issues = [Issue(node=e["node"], code=ErrorCode(e["code"]), message=e["message"]) for e in _errors(check)]
             fix = repair(block, issues, self._rng("advice"))
         except Exception:  # noqa: BLE001 - advice is best effort; the Modifier still sees the errors
             fix = None
@@ -286,15 +316,19 @@ class OfflineDesignerClient(ChatCompletionClient):
             if rng.random() < self._cfg.fault_rate:
                 plan = inject_fault(plan, rng, block=parse_block(self._block_text(task)))
             return self._call("edit_block", {"edits": [e.model_dump(mode="json") for e in plan.edits]})
-        edits = self._repair_edits(earlier[-1] if earlier else None, task, plan)
+        edits = self._repair_edits(earlier[-1] if earlier else None, task, plan, messages)
         return self._call("edit_block", {"edits": edits})
 
-    def _repair_edits(self, check: dict | None, task: str, plan) -> list[dict]:
+    def _repair_edits(self, check: dict | None, task: str, plan, messages: Sequence[LLMMessage] = ()) -> list[dict]:
         from graphs.errors import ErrorCode, Issue
         from graphs.ir import parse_block
 
         from .repair import repair
 
+        if check and any(e["code"] == "duplicate_candidate" for e in _errors(check)):
+            redo = self._duplicate_repair(task, plan, messages)
+            if redo:
+                return redo
         if check and check.get("block") and _errors(check):
             try:
                 block = parse_block(check["block"])
@@ -309,6 +343,150 @@ class OfflineDesignerClient(ChatCompletionClient):
         original = self._block_text(task)
         redo = [e.model_dump(mode="json") for e in plan.edits] if plan is not None else []
         return [{"kind": "replace_block", "text": original}] + redo
+
+    def _duplicate_repair(self, task: str, plan, messages: Sequence[LLMMessage]) -> list[dict] | None:
+        """Edits for the n-th draft of this trial that repeated an earlier candidate: the n-th
+        different strategy (or site) on the original block, re-derived from the conversation so
+        that each retry moves on from the ones before."""
+        from graphs.ir import parse_block
+
+        from .repair import DUPLICATE_CODE, repair_duplicate
+
+        original = parse_block(self._block_text(task))
+        parsed = P.parse_design_task(task)
+        repeats = sum(1 for n, r in _tool_results(messages)
+                      if n == "validate_block" and any(e["code"] == DUPLICATE_CODE for e in _errors(r)))
+        avoid = set(P.mentioned_strategies(parsed.tried)) | ({plan.strategy} if plan is not None else set())
+        fix = None
+        for attempt in range(max(1, repeats)):
+            fix = repair_duplicate(original, set(avoid), self._rng(parsed.trial, "duplicate", attempt))
+            if fix is None:
+                return None
+            avoid.add(fix[1])
+        return [e.model_dump(mode="json") for e in fix[0]]
+
+    # ------------------------------------------------------------------ the NB201 cell space
+    def _in_cell_space(self, messages) -> bool:
+        tasks = _from(messages, "user")
+        return bool(tasks) and P.parse_design_task(tasks[0]).space == "nb201"
+
+    def _cell(self, task: str) -> str:
+        """The parent's cell as an arch string; ValueError when the task's block is no NB201 cell."""
+        from graphs.ir import parse_block
+
+        from .cell import cell_of
+
+        arch = cell_of(parse_block(self._block_text(task)), task)
+        if arch is None:
+            raise ValueError("the task is in the nb201 space but its block is not an NB201 cell")
+        return arch
+
+    def _cell_ranking(self, task: str, items: Sequence[dict] = (), knowledge: Sequence[str] = (),
+                      drafted: Sequence[str] = (), want: int | None = None):
+        """The parent's best untried moves (agents.offline.cell.Candidate), best first: the op
+        prior with the knowledge nudge, refitted on the deltas the experience items and the task's
+        tried children report. Cells named by the tried children, the items and `drafted` (cells
+        drafted in this trial) are not proposed again."""
+        from .cell import CellModel, canonical, knowledge_bias, observations_from_experience, \
+            observations_from_tried, rank_moves
+
+        parsed = P.parse_design_task(task)
+        parent = self._cell(task)
+        known, seen = observations_from_tried(parsed.tried, parent)
+        known_e, learned = observations_from_experience(items)
+        # A child's line and its experience record report the same event: count it once.
+        counted = {(canonical(o.after) if o.after else o.move, round(o.delta, 2)) for o in learned}
+        learned += [o for o in seen if (canonical(o.after) if o.after else o.move, round(o.delta, 2)) not in counted]
+        model = CellModel.fit(learned, knowledge_bias(knowledge))
+        return rank_moves(parent, model, self._rng(parsed.trial, "cell"), known=[*known, *known_e, *drafted],
+                          want=want or 2 * self._cfg.max_rounds)
+
+    def _cell_proposer(self, messages, tools):
+        """One round of look-ups (knowledge, and experience of changes near this cell), then ONE
+        move: the best expected one not known to be tried, written with the cell it gives. (Looking
+        candidate cells up one by one finds nothing reliable: similarity search does not tell arch
+        strings apart, so a repeat it misses is left to the validator and the Modifier.)"""
+        from .cell import move_text
+
+        task = self._task(messages)
+        results = _tool_results(_turn(messages))
+        if not results:
+            calls = []
+            if "search_knowledge" in tools:
+                calls.append(("search_knowledge", {"query": _CELL_QUERY, "k": 2}))
+            if "search_experience" in tools:
+                calls.append(("search_experience", {"query": f"{_CELL_EXPERIENCE} {self._cell(task)}",
+                                                    "k": _EXPERIENCE_K, "types": ["success", "regression"]}))
+            if calls:
+                return self._calls_of(calls)
+        items = [it for n, r in results if n == "search_experience" for it in r.get("items") or []
+                 if isinstance(it, dict)]
+        hits = [it for n, r in results if n == "search_knowledge" for it in r.get("items") or []
+                if isinstance(it, dict) and "id" in it]
+        ranking = self._cell_ranking(task, items, [str(h.get("text", "")) for h in hits], want=1)
+        if not ranking:
+            return P.render_plan("none", "none", "every change of this cell within reach was tried; keep it.")
+        best = ranking[0]
+        summary = f"{move_text(best.move)} => {best.cell}; expected {best.gain:+.2f} points"
+        return P.render_plan(SET_CELL_EDGE, _supporting_hit(hits, best.move[0].new), summary)
+
+    def _calls_of(self, calls: Sequence[tuple[str, dict]]) -> list[FunctionCall]:
+        return [FunctionCall(id=f"call_{self._calls}_{i}", name=name, arguments=json.dumps(args))
+                for i, (name, args) in enumerate(calls)]
+
+    def _cell_modifier(self, messages, tools):
+        """Applies the planned move; after a validation that says the draft repeats an earlier
+        candidate (or leaves the space), the designer's next-best move not drafted in this trial."""
+        from graphs.ir import parse_block, print_block
+        from graphs.nb201 import arch_to_block
+
+        from .cell import apply_change, canonical, cell_of, parse_moves
+
+        task = self._task(messages)
+        turn = _turn(messages)
+        done_in_turn = _tool_results(turn)
+        if done_in_turn and done_in_turn[-1][0] == "validate_block":
+            r = done_in_turn[-1][1]
+            # A repeat found by our own check is redrafted at once while the turn has room for one more
+            # edit and check (2 drafts per turn), instead of spending a review round on it.
+            again = any(e["code"] in _SPACE_CODES for e in _errors(r)) and \
+                sum(1 for m in turn if isinstance(m, FunctionExecutionResultMessage)) < 3
+            if not again:
+                state = "valid" if r.get("valid") else f"{len(_errors(r))} validator error(s)"
+                return f"{P.SUBMITTED}: the planned cell edges are set ({state})."
+        if done_in_turn and done_in_turn[-1][0] == "edit_block" and done_in_turn[-1][1].get("ok", True):
+            return self._call("validate_block", {"note": "check the edited cell"})
+        original = self._block_text(task)
+        arch = self._cell(task)
+        # Cells drafted in this trial (and the parent itself) are not drafted again.
+        drafted = [arch]
+        for name, r in _tool_results(messages):
+            if name == "validate_block" and isinstance(r.get("block"), str):
+                try:
+                    found = cell_of(parse_block(r["block"]))
+                except Exception:  # noqa: BLE001 - an unreadable draft text names no design
+                    found = None
+                if found:
+                    drafted.append(found)
+        plan = P.parse_plan((_from(messages, "Proposer") or [""])[-1])
+        planned = parse_moves(plan.summary or "") if plan is not None else []
+        taken = {canonical(a) for a in drafted}
+        move = next((m for m in planned if canonical(apply_change(arch, m)) not in taken), None)
+        if move is None:  # the plan and its fallbacks are spent (or missing): the designer's own next-best move
+            ranking = self._cell_ranking(task, drafted=drafted, want=1)
+            if not ranking:
+                return f"{P.SUBMITTED}: no untried change of this cell is left; the draft is unchanged."
+            move = ranking[0].move
+        failed_edit = bool(done_in_turn) and done_in_turn[-1][0] == "edit_block"
+        restart = bool(_tool_results(messages)) and not failed_edit
+        # One typed edit sets one edge and re-reads the cell from the block, where an idle edge is
+        # `none` again: a move that wakes an idle node (two edges at once) is written as the whole cell.
+        if _CELL_EDIT in tools and not failed_edit and len(move) == 1:
+            edits = ([{"kind": "replace_block", "text": original}] if restart else []) + [c.edit() for c in move]
+        else:  # no typed cell edit (or it failed), or several edges: the whole cell as block text
+            block = arch_to_block(apply_change(arch, move), name=parse_block(original).name)
+            edits = [{"kind": "replace_block", "text": print_block(block)}]
+        return self._call("edit_block", {"edits": edits})
 
     def _reader(self, messages, tools):
         """Finds sentences about architecture ideas with the built-in concept vocabulary and stores
@@ -366,6 +544,25 @@ def _without_garbled_calls(messages: Sequence[LLMMessage]) -> list[LLMMessage]:
     return out
 
 
+_TASK_NODE_RE = re.compile(r"modification-tree node (\d+)")
+
+
+def _task_node(task: str) -> int | None:
+    """The id of the node a design task improves, as the task names it."""
+    hit = _TASK_NODE_RE.search(task or "")
+    return int(hit.group(1)) if hit else None
+
+
+def _supporting_hit(hits: Sequence[dict], op: str) -> str:
+    """The id of the first inspiration that speaks for `op`, else of the first one, else "none"."""
+    from .cell import knowledge_bias
+
+    for h in hits:
+        if knowledge_bias([str(h.get("text", ""))]).get(op):
+            return str(h["id"])
+    return str(hits[0]["id"]) if hits else "none"
+
+
 def _quotes(result: dict) -> str:
     # Fixes first: they carry advice that repaired a real error.
     rank = {"fix": 0, "failure": 1, "regression": 2, "success": 3}
@@ -377,5 +574,6 @@ def _quotes(result: dict) -> str:
 def _errors(check: dict) -> list[dict]:
     """The well-formed error records of a validation result; anything else a tool returned is skipped."""
     errors = check.get("errors")
-    return [e for e in errors if isinstance(e, dict) and {"code", "message", "node"} <= e.keys()] \
+    # A whole-block error (node None) may come without its "node" key: tool results drop nulls.
+    return [{**e, "node": e.get("node")} for e in errors if isinstance(e, dict) and {"code", "message"} <= e.keys()] \
         if isinstance(errors, list) else []

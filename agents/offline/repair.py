@@ -25,7 +25,7 @@ from graphs.validate import validate
 
 from .strategies import View, conv_op
 
-__all__ = ["repair", "Fix", "candidates"]
+__all__ = ["repair", "Fix", "candidates", "repair_duplicate", "DUPLICATE_CODE"]
 
 _STRUCTURE = {E.SYNTAX, E.DUPLICATE_NODE, E.UNDEFINED_NODE, E.UNUSED_NODE, E.CYCLE, E.MISSING_INPUT_NODE,
               E.EXTRA_INPUT_NODE, E.MISSING_OUTPUT_NODE, E.EXTRA_OUTPUT_NODE, E.UNKNOWN_OP, E.UNKNOWN_PARAM,
@@ -121,6 +121,38 @@ def repair(block: Block, issues: list[Issue], rng: random.Random, kind: str = "b
     if len(reasons) > 2:
         why += f" (and {len(reasons) - 2} more fix{'es' if len(reasons) > 3 else ''})"
     return edits, why
+
+
+DUPLICATE_CODE = "duplicate_candidate"  # the validate tool's code for a draft that repeats an earlier candidate
+
+
+def repair_duplicate(original: Block, avoid: set[str], rng: random.Random,
+                     kind: str = "base") -> tuple[list[Edit], str, str] | None:
+    """A different design for a draft that repeats an earlier candidate of the run (the validate
+    tool's `duplicate_candidate`): nothing in the draft is wrong, so no local fix helps; start again
+    from the original block with a strategy not in `avoid` (those already used in this trial), or,
+    when every applicable one was used, one of them at another site. Returns the edits (applying to
+    any draft: they replace it by the original first), the strategy's name and a one-line advice;
+    None when no strategy gives a valid block."""
+    from .strategies import STRATEGIES
+
+    fresh = [s for s in STRATEGIES if s.name not in avoid]
+    rng.shuffle(fresh)
+    used = [s for s in STRATEGIES if s.name in avoid]
+    rng.shuffle(used)
+    for strategy in fresh + used:
+        plan = strategy.try_propose(original, rng)
+        if plan is None:
+            continue
+        try:
+            if validate(apply_edits(original, plan.edits), kind):
+                continue
+        except BlockError:
+            continue
+        why = (f"the draft repeats an earlier candidate; start again from the original block and apply "
+               f"{strategy.name} instead: {plan.summary}")
+        return [ReplaceBlock(text=print_block(original))] + list(plan.edits), strategy.name, why
+    return None
 
 
 # ------------------------------------------------------------------------------ candidates

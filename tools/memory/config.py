@@ -30,6 +30,8 @@ class MemoryConfig(BaseModel):
     prefix: str = "nader"
     timeout_s: int = Field(default=5, ge=1)
     load_starter: bool = True
+    starter_cache: bool = True  # the starter set's vectors from the vector cache (embedded once per embedder)
+    cache_dir: str | None = None  # that cache's folder; None: tools.memory.vector_cache.default_cache_dir()
 
     @field_validator("url", "path", "api_key")
     @classmethod

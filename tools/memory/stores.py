@@ -5,8 +5,10 @@ Both stores take their Qdrant client and embedder from the caller; `open_memory`
 """
 from __future__ import annotations
 
+from collections import OrderedDict
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 from .config import MemoryConfig, collection_name, is_local_client, make_client
@@ -21,12 +23,16 @@ from .records import (
     point_id,
 )
 from .starter import load_starter_knowledge
+from .vector_cache import embed_cached
 
 __all__ = ["ExperienceStore", "KnowledgeStore", "Memory", "open_memory"]
 
 _EMBEDDER_KEY = "_embedder"
 _SEQ_KEY = "_seq"
 _PRIVATE = (_EMBEDDER_KEY, _SEQ_KEY)
+# Query vectors kept per collection: the designers ask the same questions again and again (the same
+# strategy, the same validator error), and with MiniLM each embedding is most of a search's time.
+_RECENT_QUERIES = 256
 
 
 class _Collection:
@@ -39,6 +45,7 @@ class _Collection:
         self.client = client
         self.embedder = embedder
         self.name = name
+        self._recent: OrderedDict[str, list[float]] = OrderedDict()  # query text -> vector, least recent first
         self._ensure(keyword_fields)
 
     def _ensure(self, keyword_fields: Sequence[str]) -> None:
@@ -74,10 +81,14 @@ class _Collection:
             raise MemoryStoreError(f"embedder {self.embedder.name!r} returned vectors of the wrong shape")
         return vectors
 
-    def _upsert(self, ids: list[str], texts: list[str], payloads: list[dict[str, Any]]) -> None:
+    def _upsert(self, ids: list[str], texts: list[str], payloads: list[dict[str, Any]],
+                vectors: list[list[float]] | None = None) -> None:
+        """`vectors`: the texts' vectors when the caller has them (from the vector cache)."""
         if not ids:
             return
-        vectors = self._embed(texts)
+        vectors = self._embed(texts) if vectors is None else vectors
+        if len(vectors) != len(texts) or any(len(v) != self.embedder.dim for v in vectors):
+            raise MemoryStoreError(f"{len(vectors)} vectors given for {len(texts)} texts, or not {self.embedder.dim}-dim")
         points = [
             self._m.PointStruct(id=i, vector=v, payload={**p, _EMBEDDER_KEY: self.embedder.name})
             for i, v, p in zip(ids, vectors, payloads)
@@ -87,9 +98,18 @@ class _Collection:
     def _query(self, query: str, k: int, flt: Any) -> list[tuple[dict[str, Any], float]]:
         if k <= 0:
             return []
-        vector = self._embed([query])[0]
+        vector = self._query_vector(query)
         res = self.client.query_points(self.name, query=vector, query_filter=flt, limit=int(k), with_payload=True)
         return [(dict(p.payload or {}), float(p.score)) for p in res.points]
+
+    def _query_vector(self, query: str) -> list[float]:
+        vector = self._recent.pop(query, None)
+        if vector is None:
+            vector = self._embed([query])[0]
+        self._recent[query] = vector
+        if len(self._recent) > _RECENT_QUERIES:
+            self._recent.popitem(last=False)
+        return vector
 
     def _scroll_all(self, flt: Any = None) -> list[dict[str, Any]]:
         out: list[dict[str, Any]] = []
@@ -156,15 +176,16 @@ class KnowledgeStore:
             if offset is None:
                 return sorted(entries, key=lambda e: str(e.get("key")))
 
-    def add(self, items: Iterable[Inspiration | dict[str, Any]]) -> list[str]:
-        """Add (or replace, by id) inspirations; returns their ids."""
+    def add(self, items: Iterable[Inspiration | dict[str, Any]], *, cache_dir: str | Path | None = None,
+            cached: bool = False) -> list[str]:
+        """Add (or replace, by id) inspirations; returns their ids. `cached`: take their vectors
+        from the vector cache in `cache_dir` (tools.memory.vector_cache; default the user's cache)
+        and keep the new ones there: for fixed texts such as the starter set."""
         insp = [i if isinstance(i, Inspiration) else Inspiration.model_validate(i) for i in items]
         insp = [Inspiration.model_validate(i.model_dump(exclude={"score"})) for i in insp]
-        self._c._upsert(
-            [point_id("knowledge", i.id) for i in insp],
-            [i.embedding_text() for i in insp],
-            [i.model_dump() for i in insp],
-        )
+        texts = [i.embedding_text() for i in insp]
+        vectors = embed_cached(self._c.embedder, texts, cache_dir) if cached and texts else None
+        self._c._upsert([point_id("knowledge", i.id) for i in insp], texts, [i.model_dump() for i in insp], vectors)
         return [i.id for i in insp]
 
     def search(self, query: str, k: int = 5, tags: Sequence[str] | str | None = None) -> list[ScoredInspiration]:
@@ -196,12 +217,14 @@ class KnowledgeStore:
     def count(self) -> int:
         return self._c._count()
 
-    def ensure_starter(self, items: Iterable[Inspiration] | None = None) -> int:
+    def ensure_starter(self, items: Iterable[Inspiration] | None = None, *, cache: bool = True,
+                       cache_dir: str | Path | None = None) -> int:
         """Load the starter knowledge base when the collection is empty; returns how many items
-        were added (0 when it already held anything)."""
+        were added (0 when it already held anything). With `cache`, their vectors come from the
+        vector cache (embedded once per embedder and text, then kept in `cache_dir`)."""
         if self.count() > 0:
             return 0
-        return len(self.add(load_starter_knowledge() if items is None else items))
+        return len(self.add(load_starter_knowledge() if items is None else items, cache_dir=cache_dir, cached=cache))
 
     @staticmethod
     def _tags_arg(tags: Sequence[str] | str | None) -> list[str] | None:
@@ -316,7 +339,7 @@ def open_memory(config: MemoryConfig | dict[str, Any] | None = None, *, embedder
         knowledge = KnowledgeStore(cli, emb, collection_name(cfg.prefix, KnowledgeStore.BASE_NAME))
         experience = ExperienceStore(cli, emb, collection_name(cfg.prefix, ExperienceStore.BASE_NAME))
         if cfg.load_starter:
-            knowledge.ensure_starter()
+            knowledge.ensure_starter(cache=cfg.starter_cache, cache_dir=cfg.cache_dir)
     except BaseException:
         if client is None:
             try:
