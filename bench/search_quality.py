@@ -12,6 +12,8 @@ included). Writes bench/results/search_quality.{csv,md,png}: per-trial rows, a M
 with bootstrap 95% bands. Also prints the loop's non-training overhead per trial and the prompt and
 completion tokens per trial, at trial 10 and at the last trial (from each run's timeline.jsonl).
 Needs the `bench` extra for the plot: pip install -e '.[bench]'.
+Runs use the hashing embedder for memory (`memory.embedder=hashing`: no model to load in each
+worker); `--set memory.embedder=minilm` measures with the default embedder.
 """
 from __future__ import annotations
 
