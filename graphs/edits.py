@@ -110,7 +110,9 @@ class ReplaceBlock(_EditBase):
 class SetCellEdge(_EditBase):
     """NB201 space only: set the op on one edge of the cell (edge "k<-j", from node j into node k;
     the edges are 1<-0, 2<-0, 2<-1, 3<-0, 3<-1, 3<-2) and rebuild the block from the new cell.
-    The draft must be an NB201 cell; the block keeps its name but its node ids are renumbered."""
+    The draft must be an NB201 cell; the block keeps its name but its node ids are renumbered.
+    Several set_cell_edge edits in one list act on one cell, so that an edge into an unused node
+    and the edge out of it can be set together."""
 
     kind: Literal["set_cell_edge"] = "set_cell_edge"
     edge: Annotated[str, Field(max_length=20, description='the cell edge "k<-j", e.g. "2<-1"')]
@@ -237,6 +239,10 @@ class _Draft:
         self.edges: list[tuple[int, int]] = list(block.edges)
         # Read problems of the original text stay with the nodes they concern while those are unchanged.
         self.read_issues: list[Issue] = list(block.read_issues)
+        # The cell as the last set_cell_edge of a run of them left it: a cell edge into a node
+        # nothing reads yet is pruned from the block, so the next edge of the same list (the one that
+        # makes the node read) must start from this string, not from the block.
+        self.cell: str | None = None
 
     # -- helpers
     def node(self, nid: int, role: str = "node") -> Node:
@@ -407,7 +413,7 @@ def _set_cell_edge(d: _Draft, e: SetCellEdge) -> None:
     from .space import SpaceError, block_to_arch, set_cell_edge, space_issues  # space builds on nb201; late
 
     current = d.block()
-    arch = block_to_arch(current)
+    arch = d.cell if d.cell is not None else block_to_arch(current)
     if arch is None:
         found = space_issues(current)
         why = found[0].message if found else "it is not isomorphic to any NB201 cell"
@@ -423,6 +429,7 @@ def _set_cell_edge(d: _Draft, e: SetCellEdge) -> None:
     d.nodes = {n.id: n for n in block.nodes}
     d.edges = list(block.edges)
     d.read_issues = []
+    d.cell = new
 
 
 _APPLY = {AddNode: _add_node, RemoveNode: _remove_node, SetOp: _set_op, AddEdge: _add_edge,
@@ -441,6 +448,8 @@ def apply_edits(block: Block | str, edits: Any) -> Block:
     draft = _Draft(block)
     for i, edit in enumerate(items):
         try:
+            if not isinstance(edit, SetCellEdge):
+                draft.cell = None  # any other edit changes the block the cell was read from
             _APPLY[type(edit)](draft, edit)
         except _Fail as f:
             raise EditError(i, edit, f.reason, f.code, f.node) from None

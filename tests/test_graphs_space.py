@@ -306,3 +306,20 @@ def test_validate_tool_checks_the_space_then_duplicates():
     broken = Draft.start("0:input\n1:output\n2:Sigmoid\n0->2\n0->1\n")
     codes = [e["code"] for e in _validate(broken, space=nb201, seen=lambda b: "node 1")["errors"]]
     assert codes == ["unused_node"]
+
+
+def test_set_cell_edges_in_one_list_can_switch_on_an_unused_node():
+    # node 1 of this cell is read by nothing: 1<-0 alone is pruned away, with 3<-1 in the same list it counts
+    cell = "|none~0|+|nor_conv_3x3~0|none~1|+|skip_connect~0|none~1|nor_conv_3x3~2|"
+    block = arch_to_block(cell)
+    alone = apply_edits(block, [{"kind": "set_cell_edge", "edge": "1<-0", "op": "nor_conv_3x3"}])
+    assert block_to_arch(alone) == block_to_arch(block)
+    both = apply_edits(block, [{"kind": "set_cell_edge", "edge": "1<-0", "op": "nor_conv_3x3"},
+                               {"kind": "set_cell_edge", "edge": "3<-1", "op": "nor_conv_1x1"}])
+    want = "|nor_conv_3x3~0|+|nor_conv_3x3~0|none~1|+|skip_connect~0|nor_conv_1x1~1|nor_conv_3x3~2|"
+    assert block_to_arch(both) == block_to_arch(arch_to_block(want))
+    # another kind of edit in between starts again from the block
+    between = apply_edits(block, [{"kind": "set_cell_edge", "edge": "1<-0", "op": "nor_conv_3x3"},
+                                  {"kind": "set_op", "id": 3, "op": "Conv2d(out_channels=C,kernel_size=1,bias=False)"},
+                                  {"kind": "set_cell_edge", "edge": "3<-1", "op": "nor_conv_1x1"}])
+    assert block_to_arch(between) != block_to_arch(both)

@@ -34,7 +34,7 @@ __all__ = ["OP_PRIOR", "EDGE_PRIOR", "CellChange", "Move", "move_text", "parse_c
            "parse_move", "parse_delta", "find_archs", "cell_of", "apply_change", "live_arch", "canonical",
            "changes_between", "describe_change", "change_record", "knowledge_bias", "Observation",
            "observations_from_tried", "observations_from_experience", "CellModel", "Candidate", "rank_moves",
-           "MAX_EDGES"]
+           "MAX_EDGES", "FALLBACK_LABEL", "fallback_cells"]
 
 # General knowledge, in validation-accuracy points per live edge: what an op adds over `none`.
 OP_PRIOR: dict[str, float] = {"none": 0.0, "avg_pool_3x3": 0.3, "skip_connect": 1.0, "nor_conv_1x1": 2.0,
@@ -55,6 +55,7 @@ _DELTA_RES = (re.compile(r"by ([+-]?\d+(?:\.\d+)?(?:e[+-]?\d+)?) points"),
 _OP = "|".join(NB201_OPS)
 _ARCH_RE = re.compile(rf"\|(?:(?:{_OP})~\d\|)+\+\|(?:(?:{_OP})~\d\|)+\+\|(?:(?:{_OP})~\d\|)+")
 _TARGET_RE = re.compile(r"=>\s*(\|\S+)")
+FALLBACK_LABEL = "if it repeats an earlier candidate, instead:"  # a plan's fallback moves follow this
 
 
 @dataclass(frozen=True)
@@ -270,6 +271,17 @@ def observations_from_tried(tried: str, parent_arch: str | None = None) -> tuple
     return known, seen
 
 
+def fallback_cells(text: str, after: str | None) -> list[str]:
+    """The cells of the fallback moves a plan or record names (after FALLBACK_LABEL), given the
+    cell `after` its first move gave: any of them may be what the trial made instead."""
+    head, found, tail = (text or "").partition(FALLBACK_LABEL)
+    first = parse_move(head)
+    if not found or first is None or after is None:
+        return []
+    before = apply_change(after, tuple(CellChange(c.edge, c.new, c.old) for c in first))
+    return [apply_change(before, m) for m in parse_moves(tail)]
+
+
 def observations_from_experience(items: Iterable[Mapping]) -> tuple[list[str], list[Observation]]:
     """From experience records: the cells they say were made (any type), and the success/regression
     records' deltas, each record once (by id)."""
@@ -285,6 +297,7 @@ def observations_from_experience(items: Iterable[Mapping]) -> tuple[list[str], l
         after = _target(change)
         if after:
             known.append(after)
+        known += fallback_cells(change, after)  # one of them may be what the trial made
         move = parse_move(change)
         if it.get("type") not in ("success", "regression") or move is None:
             continue

@@ -1,6 +1,9 @@
 """The offline designer: a deterministic ChatCompletionClient that plays every role of the team
 through the same tools an LLM would call, with a built-in design heuristic (agents/offline/strategies.py)
-and validator-driven repair (agents/offline/repair.py). It is a baseline designer, not a language model.
+and validator-driven repair (agents/offline/repair.py); in the NB201 cell space (a task that names it)
+the Proposer and Modifier instead rank edge moves of the cell (agents/offline/cell.py). A draft that
+repeats an earlier candidate (the validator's `duplicate_candidate`) is replaced by another design
+within the trial. It is a baseline designer, not a language model.
 
 It is built for one role (as each role's model client is) and decides only from what a model of
 that role would see: the visible messages and the tool results in them. Markers, plan fields and
@@ -80,6 +83,7 @@ _SPACE_CODES = ("duplicate_candidate", "out_of_space")  # validate-tool codes th
 _CELL_QUERY = "NB201 cell operations: 3x3 convolution, 1x1 convolution, skip connection shortcut, pooling"
 _CELL_EXPERIENCE = "set edge cell op change validation accuracy"
 _EXPERIENCE_K = 10  # experience records the cell Proposer reads per trial (the tool's maximum)
+_FALLBACKS = 3      # further moves a cell plan names, in order, for a first cell that repeats a candidate
 
 
 def _from(messages: Sequence[LLMMessage], source: str) -> list[str]:
@@ -291,6 +295,13 @@ class OfflineDesignerClient(ChatCompletionClient):
         done_in_turn = _tool_results(turn)
         if done_in_turn and done_in_turn[-1][0] == "validate_block":
             r = done_in_turn[-1][1]
+            # A repeat found by our own check is redrafted at once while the turn has room for one
+            # more edit and check (2 drafts per turn), instead of spending a review round on it.
+            repeat = any(e["code"] == "duplicate_candidate" for e in _errors(r))
+            if repeat and sum(1 for m in turn if isinstance(m, FunctionExecutionResultMessage)) < 3:
+                redo = self._duplicate_repair(task, self._plan(task, self._planned_strategy(messages)), messages)
+                if redo:
+                    return self._call("edit_block", {"edits": redo})
             state = "valid" if r.get("valid") else f"{len(_errors(r))} validator error(s)"
             return f"{P.SUBMITTED}: draft edited as planned ({state})."
         # A Proposer reply without a plan (after failed tool calls, empty, garbled) is no reason to
@@ -345,25 +356,38 @@ class OfflineDesignerClient(ChatCompletionClient):
         return [{"kind": "replace_block", "text": original}] + redo
 
     def _duplicate_repair(self, task: str, plan, messages: Sequence[LLMMessage]) -> list[dict] | None:
-        """Edits for the n-th draft of this trial that repeated an earlier candidate: the n-th
-        different strategy (or site) on the original block, re-derived from the conversation so
-        that each retry moves on from the ones before."""
+        """Edits for a draft of this trial that repeated an earlier candidate. The first repeat:
+        another strategy on the original block. A later one (single changes of this block are then
+        likely all tried): the repeated draft plus another strategy's change on top. Re-derived from
+        the conversation, so each retry moves on from the ones before; designs drafted in this trial
+        are not drafted again."""
+        from graphs.hashing import canonical_hash
         from graphs.ir import parse_block
 
         from .repair import DUPLICATE_CODE, repair_duplicate
 
         original = parse_block(self._block_text(task))
         parsed = P.parse_design_task(task)
-        repeats = sum(1 for n, r in _tool_results(messages)
-                      if n == "validate_block" and any(e["code"] == DUPLICATE_CODE for e in _errors(r)))
+        checks = [r for n, r in _tool_results(messages) if n == "validate_block" and isinstance(r.get("block"), str)]
+        repeats = [r for r in checks if any(e["code"] == DUPLICATE_CODE for e in _errors(r))]
+        taken = set()
+        for r in checks:
+            try:
+                taken.add(canonical_hash(parse_block(r["block"])))
+            except Exception:  # noqa: BLE001 - an unreadable draft text names no design
+                continue
         avoid = set(P.mentioned_strategies(parsed.tried)) | ({plan.strategy} if plan is not None else set())
-        fix = None
-        for attempt in range(max(1, repeats)):
-            fix = repair_duplicate(original, set(avoid), self._rng(parsed.trial, "duplicate", attempt))
-            if fix is None:
-                return None
-            avoid.add(fix[1])
-        return [e.model_dump(mode="json") for e in fix[0]]
+        draft = None
+        if len(repeats) >= 2:
+            try:
+                draft = parse_block(repeats[-1]["block"])
+            except Exception:  # noqa: BLE001 - fall back to a fresh strategy on the original
+                draft = None
+        rng = self._rng(parsed.trial, "duplicate", len(repeats))
+        fix = repair_duplicate(original, avoid, rng, draft=draft, taken=frozenset(taken))
+        if fix is None and draft is not None:
+            fix = repair_duplicate(original, avoid, rng, taken=frozenset(taken))
+        return [e.model_dump(mode="json") for e in fix[0]] if fix else None
 
     # ------------------------------------------------------------------ the NB201 cell space
     def _in_cell_space(self, messages) -> bool:
@@ -398,15 +422,21 @@ class OfflineDesignerClient(ChatCompletionClient):
         counted = {(canonical(o.after) if o.after else o.move, round(o.delta, 2)) for o in learned}
         learned += [o for o in seen if (canonical(o.after) if o.after else o.move, round(o.delta, 2)) not in counted]
         model = CellModel.fit(learned, knowledge_bias(knowledge))
-        return rank_moves(parent, model, self._rng(parsed.trial, "cell"), known=[*known, *known_e, *drafted],
-                          want=want or 2 * self._cfg.max_rounds)
+        # Children the task only counts (a long list is cut to the best and latest few) were most
+        # likely this designer's own best picks of earlier trials: pass over as many of the best
+        # candidates, rather than propose them again one by one.
+        hidden = sum(int(n) for n in _HIDDEN_RE.findall(parsed.tried))
+        want = want or 2 * self._cfg.max_rounds
+        ranking = rank_moves(parent, model, self._rng(parsed.trial, "cell"), known=[*known, *known_e, *drafted],
+                             want=want + hidden)
+        return ranking[hidden:] or ranking[-want:]
 
     def _cell_proposer(self, messages, tools):
         """One round of look-ups (knowledge, and experience of changes near this cell), then ONE
         move: the best expected one not known to be tried, written with the cell it gives. (Looking
         candidate cells up one by one finds nothing reliable: similarity search does not tell arch
         strings apart, so a repeat it misses is left to the validator and the Modifier.)"""
-        from .cell import move_text
+        from .cell import FALLBACK_LABEL, move_text
 
         task = self._task(messages)
         results = _tool_results(_turn(messages))
@@ -423,11 +453,13 @@ class OfflineDesignerClient(ChatCompletionClient):
                  if isinstance(it, dict)]
         hits = [it for n, r in results if n == "search_knowledge" for it in r.get("items") or []
                 if isinstance(it, dict) and "id" in it]
-        ranking = self._cell_ranking(task, items, [str(h.get("text", "")) for h in hits], want=1)
+        ranking = self._cell_ranking(task, items, [str(h.get("text", "")) for h in hits], want=1 + _FALLBACKS)
         if not ranking:
             return P.render_plan("none", "none", "every change of this cell within reach was tried; keep it.")
         best = ranking[0]
         summary = f"{move_text(best.move)} => {best.cell}; expected {best.gain:+.2f} points"
+        if len(ranking) > 1:  # for the Modifier, should the first cell repeat a candidate the look-ups missed
+            summary += f"; {FALLBACK_LABEL} " + "; ".join(move_text(c.move) for c in ranking[1:])
         return P.render_plan(SET_CELL_EDGE, _supporting_hit(hits, best.move[0].new), summary)
 
     def _calls_of(self, calls: Sequence[tuple[str, dict]]) -> list[FunctionCall]:
@@ -472,11 +504,15 @@ class OfflineDesignerClient(ChatCompletionClient):
         planned = parse_moves(plan.summary or "") if plan is not None else []
         taken = {canonical(a) for a in drafted}
         move = next((m for m in planned if canonical(apply_change(arch, m)) not in taken), None)
-        if move is None:  # the plan and its fallbacks are spent (or missing): the designer's own next-best move
-            ranking = self._cell_ranking(task, drafted=drafted, want=1)
+        if move is None:  # the plan and its fallbacks are spent (or missing): the designer's own move
+            # Each repeat says the cells near this one are crowded with earlier candidates: reach
+            # further down the ranking after every one (1st, 2nd, 4th, 8th, ... best left).
+            repeats = sum(1 for n, r in _tool_results(messages) if n == "validate_block"
+                          and any(e["code"] == "duplicate_candidate" for e in _errors(r)))
+            ranking = self._cell_ranking(task, drafted=drafted, want=2 ** min(max(0, repeats - _FALLBACKS - 1), 7))
             if not ranking:
                 return f"{P.SUBMITTED}: no untried change of this cell is left; the draft is unchanged."
-            move = ranking[0].move
+            move = ranking[-1].move
         failed_edit = bool(done_in_turn) and done_in_turn[-1][0] == "edit_block"
         restart = bool(_tool_results(messages)) and not failed_edit
         # One typed edit sets one edge and re-reads the cell from the block, where an idle edge is
@@ -544,13 +580,7 @@ def _without_garbled_calls(messages: Sequence[LLMMessage]) -> list[LLMMessage]:
     return out
 
 
-_TASK_NODE_RE = re.compile(r"modification-tree node (\d+)")
-
-
-def _task_node(task: str) -> int | None:
-    """The id of the node a design task improves, as the task names it."""
-    hit = _TASK_NODE_RE.search(task or "")
-    return int(hit.group(1)) if hit else None
+_HIDDEN_RE = re.compile(r"(\d+) other\(s\) not listed")  # graphs.tree children_summary's count of unlisted children
 
 
 def _supporting_hit(hits: Sequence[dict], op: str) -> str:

@@ -126,32 +126,41 @@ def repair(block: Block, issues: list[Issue], rng: random.Random, kind: str = "b
 DUPLICATE_CODE = "duplicate_candidate"  # the validate tool's code for a draft that repeats an earlier candidate
 
 
-def repair_duplicate(original: Block, avoid: set[str], rng: random.Random,
-                     kind: str = "base") -> tuple[list[Edit], str, str] | None:
+def repair_duplicate(original: Block, avoid: set[str], rng: random.Random, kind: str = "base",
+                     draft: Block | None = None, taken: frozenset[str] = frozenset()) -> tuple[list[Edit], str, str] | None:
     """A different design for a draft that repeats an earlier candidate of the run (the validate
-    tool's `duplicate_candidate`): nothing in the draft is wrong, so no local fix helps; start again
-    from the original block with a strategy not in `avoid` (those already used in this trial), or,
-    when every applicable one was used, one of them at another site. Returns the edits (applying to
-    any draft: they replace it by the original first), the strategy's name and a one-line advice;
-    None when no strategy gives a valid block."""
+    tool's `duplicate_candidate`): nothing in the draft is wrong, so no local fix helps.
+
+    Without `draft`: start again from the original block with a strategy not in `avoid` (those
+    already used in this trial), or, when every applicable one was used, one of them at another
+    site. With `draft` (a second repeat in a row: single changes of this block are likely all
+    tried): keep the repeated change and add another strategy's change on top of it, a combination
+    far less likely to have been tried. Designs whose canonical hash is in `taken` (drafted in this
+    trial already) are passed over. Returns the edits (applying to any draft: they replace it by
+    their base first), the strategy's name and a one-line advice; None when no strategy gives a
+    valid new block."""
+    from graphs.hashing import canonical_hash
+
     from .strategies import STRATEGIES
 
+    base = draft if draft is not None else original
     fresh = [s for s in STRATEGIES if s.name not in avoid]
     rng.shuffle(fresh)
     used = [s for s in STRATEGIES if s.name in avoid]
     rng.shuffle(used)
     for strategy in fresh + used:
-        plan = strategy.try_propose(original, rng)
+        plan = strategy.try_propose(base, rng)
         if plan is None:
             continue
         try:
-            if validate(apply_edits(original, plan.edits), kind):
+            new = apply_edits(base, plan.edits)
+            if validate(new, kind) or canonical_hash(new) in taken:
                 continue
         except BlockError:
             continue
-        why = (f"the draft repeats an earlier candidate; start again from the original block and apply "
-               f"{strategy.name} instead: {plan.summary}")
-        return [ReplaceBlock(text=print_block(original))] + list(plan.edits), strategy.name, why
+        how = "keep the repeated change and add" if draft is not None else "start again from the original block and apply"
+        why = f"the draft repeats an earlier candidate; {how} {strategy.name} instead: {plan.summary}"
+        return [ReplaceBlock(text=print_block(base))] + list(plan.edits), strategy.name, why
     return None
 
 
