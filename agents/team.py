@@ -3,17 +3,18 @@ order is a fixed state machine (Proposer → Reflector → Modifier ⇄ Reflecto
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Mapping, Sequence
+from typing import List, Mapping, Sequence
 
 from autogen_agentchat.agents import AssistantAgent
 from autogen_agentchat.base import TerminationCondition
 from autogen_agentchat.conditions import FunctionalTermination, MaxMessageTermination
 from autogen_agentchat.messages import BaseAgentEvent, BaseChatMessage, TextMessage
 from autogen_agentchat.teams import RoundRobinGroupChat, SelectorGroupChat
-from autogen_core.models import ChatCompletionClient
+from autogen_core.model_context import UnboundedChatCompletionContext
+from autogen_core.models import ChatCompletionClient, LLMMessage, UserMessage
 
 from .prompts import load_prompt
-from .protocol import MAX_ROUNDS, is_final
+from .protocol import BLOCK_FENCE, MAX_ROUNDS, SPACE_HEADER, is_final
 
 _NEXT = {"user": "Proposer", "Proposer": "Reflector", "Modifier": "Reflector", "Reflector": "Modifier"}
 
@@ -44,10 +45,60 @@ def termination(max_rounds: int = MAX_ROUNDS) -> TerminationCondition:
     return FunctionalTermination(reflector_decided) | MaxMessageTermination(cap)
 
 
+def review_task(task: str) -> str:
+    """The design task as the Reflector needs it: the first line (trial, node, figures), the
+    design-space line and the block, without the space's description and the children already
+    tried (choosing an untried change is the Proposer's part; the validator reports a repeat or a
+    step out of the space). Every model call re-sends the task, so this is paid per Reflector call.
+    A text not in agents.protocol.design_task's form is returned unchanged."""
+    fence = f"```{BLOCK_FENCE}\n"
+    start = task.find(fence)
+    end = task.find("```", start + len(fence)) if start >= 0 else -1
+    if end < 0:
+        return task
+    head = task[:start].splitlines()
+    kept = [head[0], *(line for line in head[1:] if line.startswith(f"{SPACE_HEADER}:"))] if head else []
+    return "\n\n".join([*kept, task[start:end + 3]]) + "\n"
+
+
+class ReviewContext(UnboundedChatCompletionContext):
+    """The Reflector's model context: every message, with the trial's task (the first message from
+    the loop, source "user") shown as review_task makes it. The stored messages are not changed."""
+
+    async def get_messages(self) -> List[LLMMessage]:
+        out: list[LLMMessage] = []
+        trimmed = False
+        for m in await super().get_messages():
+            if not trimmed and isinstance(m, UserMessage) and m.source == "user" and isinstance(m.content, str):
+                m = UserMessage(content=review_task(m.content), source=m.source)
+                trimmed = True
+            out.append(m)
+        return out
+
+
+def space_ops(space) -> list | None:
+    """The ops a Modifier's prompt lists in `space` (a graphs.space.Space or None): the whole
+    registry in the open space (None), only those the NB201 op forms are built of in nb201 (the
+    other ops cannot appear in a cell; listing them cost about 800 tokens per Modifier call)."""
+    if space is None or getattr(space, "name", "open") == "open":
+        return None
+    from graphs.nb201 import NB201_OPS, arch_to_block
+    from graphs.registry import op_catalog
+
+    # A cell with one op on all six edges has every edge live and every node an Add of its inputs:
+    # the union over the ops ("none" builds nothing) names every registry op a cell is made of.
+    names = {n.op for op in NB201_OPS if op != "none"
+             for n in arch_to_block(f"|{op}~0|+|{op}~0|{op}~1|+|{op}~0|{op}~1|{op}~2|").nodes} - {"input", "output"}
+    return [op for op in op_catalog() if op.name in names]
+
+
 def design_team(clients: Mapping[str, ChatCompletionClient], tools: RoleTools, max_rounds: int = MAX_ROUNDS,
-                ops: Sequence | None = None) -> SelectorGroupChat:
+                ops: Sequence | None = None, space=None) -> SelectorGroupChat:
     """A fresh team for one trial. `clients` maps each role to its model client; the prompts state
-    `max_rounds` and list `ops` (default: the built-in op registry's)."""
+    `max_rounds` and list `ops` (default: space_ops(space), the built-in op registry's in the open
+    space). The Reflector sees the task through ReviewContext."""
+    ops = space_ops(space) if ops is None else ops
+
     def prompt(role: str) -> str:
         return load_prompt(role, max_rounds=max_rounds, ops=ops)
 
@@ -56,7 +107,7 @@ def design_team(clients: Mapping[str, ChatCompletionClient], tools: RoleTools, m
                        description="Picks an improvement for the block and plans it.", max_tool_iterations=3),
         AssistantAgent("Reflector", clients["Reflector"], tools=tools.reflector, system_message=prompt("Reflector"),
                        description="Advises from experience, checks drafts with the validator, approves.",
-                       max_tool_iterations=3),
+                       max_tool_iterations=3, model_context=ReviewContext()),
         AssistantAgent("Modifier", clients["Modifier"], tools=tools.modifier, system_message=prompt("Modifier"),
                        description="Edits the block graph with typed edit tools.", max_tool_iterations=5),
     ]

@@ -13,7 +13,7 @@ from autogen_core.models import ChatCompletionClient
 from graphs.cost import Budget, BudgetError, fit_design
 from graphs.errors import Issue
 from graphs.ir import Block
-from graphs.space import Space, describe_arch, make_space
+from graphs.space import Space, describe_arch, describe_space, make_space
 from graphs.tree import ModificationTree, TreeNode
 from graphs.validate import validate
 from tools.graph_tools import Draft, edit_tool, validate_tool
@@ -55,14 +55,17 @@ class TrialEnv:
 
 
 def task_message(trial: int, node: TreeNode, tree: ModificationTree, space: Space | None = None) -> str:
+    """The trial's task, re-sent with every model call of the trial (so its size is paid ~10 times a
+    trial): the node's block and figures, the space (outside the open one) with the node's own cell
+    (not the root's: the team edits this node), and the bounded summary of the node's children."""
     acc = f"{node.valid_acc:.2f}%" if node.valid_acc is not None else "unknown"
     children = tree.children_summary(node.id) or "none yet"
     space = space or make_space("open")
     where = ""
     if space.name != "open":
         arch = space.arch_of(tree.block_of(node.id))
-        cell = f"\nThe cell of node {node.id}:\n{describe_arch(arch)}" if arch else ""
-        where = space.describe() + cell
+        cell = f"\nThe cell of node {node.id} ({arch}):\n{describe_arch(arch)}" if arch else ""
+        where = describe_space() + cell
     return design_task(trial, node.id, f"validation accuracy {acc}, {node.params or 0:,} params, "
                        f"{node.flops or 0:,} FLOPs", node.block, children, space=space.name, space_text=where)
 
@@ -77,7 +80,7 @@ async def run_trial(env: TrialEnv, trial: int, parent: TreeNode) -> TreeNode:
         reflector=[experience_tool(env.memory.experience), check],
         modifier=[edit_tool(draft), check],
     )
-    team = design_team(env.clients, tools, env.max_rounds)
+    team = design_team(env.clients, tools, env.max_rounds, space=env.space)
     log = Transcript()
     error = None
     try:
@@ -251,11 +254,23 @@ def _describe(edit: dict) -> str:
 
 def _write_outcome_experience(env: TrialEnv, trial: int, parent: TreeNode, node: TreeNode, plan: str) -> None:
     delta = (node.valid_acc or 0.0) - (parent.valid_acc or 0.0)
+    change = _cell_change(env, parent, node) or _field(plan, "summary") or plan[:300]
     env.memory.experience.add(ExperienceRecord(
-        type="success" if delta > 0 else "regression", change=_field(plan, "summary") or plan[:300],
+        type="success" if delta > 0 else "regression", change=change,
         advice=f"strategy {_field(plan, 'strategy')} changed validation accuracy by {delta:+.2f} points",
         trial=trial, node=node.id, parent_node=parent.id, metrics={"valid_acc": node.valid_acc},
         metrics_delta={"valid_acc": round(delta, 4)}, inspiration=_field(plan, "inspiration")))
+
+
+def _cell_change(env: TrialEnv, parent: TreeNode, node: TreeNode) -> str | None:
+    """In a cell space, the change the trial actually made ("set edge 2<-0: none -> nor_conv_3x3
+    => ARCH"): the plan may name a move the Modifier left for another when it repeated a design."""
+    if env.space.name == "open":
+        return None
+    from .offline.cell import change_record  # the one written form of a cell change, which designers read back
+
+    before, after = (env.space.arch_of(env.tree.block_of(n.id)) for n in (parent, node))
+    return change_record(before, after) if before and after else None
 
 
 def _write_trial_files(env: TrialEnv, trial: int, node: TreeNode, log: Transcript) -> None:

@@ -41,6 +41,7 @@ class Clock:
     def __init__(self) -> None:
         self.saves: list[float] = []
         self.eval_s: dict[int, float] = {}
+        self.build_s = 0.0  # factory.build_run: config, tree, evaluator (the run's fixed cost before trial 1)
 
     def wrap_trainer(self, make_trainer):
         def make(*args, **kwargs):
@@ -78,8 +79,10 @@ def run_loop(trials: int, overrides: list[str], run_dir: Path, clock: Clock, pro
     factory.make_trainer = clock.wrap_trainer(saved_make)
     UsageLedger.save = clock.wrap_save(saved_save)
     try:
+        built = time.perf_counter()
         run = factory.build_run(cfg, run_dir, console, saved_configs=[])
         started = time.perf_counter()
+        clock.build_s = started - built
         if profile is not None:
             profile.enable()
         try:
@@ -145,7 +148,7 @@ def main(argv: list[str] | None = None) -> None:
 
     print(f"trial_overhead: {a.trials} trials, embedder {a.embedder}, overrides {DEFAULTS + a.overrides}")
     print(f"total {total:.1f} s for the run (the root's table lookup and memory opening included: "
-          f"trial 1 holds them)")
+          f"trial 1 holds them); build_run before it: {clock.build_s:.2f} s")
     head = ["window", "trials", "overhead s (median)", "overhead s (mean)", "prompt tok/trial (median)", "(mean)",
             "completion tok/trial", *(f"{r} prompt (mean)" for r in roles)]
     rows = [window_row("start", start_w, overhead, tokens, roles), window_row("end", end_w, overhead, tokens, roles)]
@@ -153,10 +156,10 @@ def main(argv: list[str] | None = None) -> None:
     print("  ".join(h.rjust(w) for h, w in zip(head, widths)))
     for r in rows:
         print("  ".join(c.rjust(w) for c, w in zip(r, widths)))
-    s_med = statistics.median(overhead[t] for t in start_w)
-    e_med = statistics.median(overhead[t] for t in end_w)
-    print(f"overhead end/start: {e_med / s_med:.2f}x (medians); trial 1 (memory opening, first embed): "
-          f"{overhead.get(1, float('nan')):.3f} s")
+    s_oh, e_oh = [overhead[t] for t in start_w if t in overhead], [overhead[t] for t in end_w if t in overhead]
+    if s_oh and e_oh:  # a run resumed in --keep DIR has fewer saves than trials: no end window
+        print(f"overhead end/start: {statistics.median(e_oh) / statistics.median(s_oh):.2f}x (medians); trial 1 "
+              f"(memory opening, first embed): {overhead.get(1, float('nan')):.3f} s")
     p10 = sum(r["prompt"] for r in tokens.get(min(10, a.trials), {}).values())
     pend = sum(r["prompt"] for r in tokens.get(a.trials, {}).values())
     print(f"prompt tokens at trial {min(10, a.trials)}: {p10:,}; at trial {a.trials}: {pend:,}")

