@@ -16,7 +16,7 @@ from graphs.ir import Block
 from graphs.space import Space, describe_arch, describe_space, make_space
 from graphs.tree import ModificationTree, TreeNode
 from graphs.validate import validate
-from tools.graph_tools import Draft, edit_tool, validate_tool
+from tools.graph_tools import Draft, cells_tool, edit_tool, validate_tool
 from tools.memory import ExperienceRecord, Memory
 from tools.memory_tools import experience_tool, knowledge_tool
 from tools.training_tools import TrainArgs
@@ -74,9 +74,10 @@ async def run_trial(env: TrialEnv, trial: int, parent: TreeNode) -> TreeNode:
     start = time.perf_counter()
     draft = Draft.start(parent.block)
     check = validate_tool(draft, space=env.space, seen=env.earlier)
+    in_cells = [cells_tool(env.earlier)] if env.space.name != "open" else []  # repeats ruled out before drafting
     tools = RoleTools(
         proposer=[knowledge_tool(env.memory.knowledge), inspect_tree_tool(env.tree),
-                  experience_tool(env.memory.experience)],
+                  experience_tool(env.memory.experience), *in_cells],
         reflector=[experience_tool(env.memory.experience), check],
         modifier=[edit_tool(draft), check],
     )

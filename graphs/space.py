@@ -335,7 +335,9 @@ def describe_space(root_arch: str | None = None) -> str:
         *(f"- {op}: {op_form(op)}" for op in NB201_OPS),
         "Parts that do not reach the output are dropped.",
         'Edit a cell with {"kind": "set_cell_edge", "edge": "2<-1", "op": "nor_conv_1x1"}: it sets one '
-        "edge's op and rebuilds the block. Other edits are allowed if the result is still a cell.",
+        "edge's op and rebuilds the block; several in one edit list act on one cell. Other edits are "
+        "allowed if the result is still a cell.",
+        "check_cells tells which candidate cells (arch strings) the run has already tried: plan new ones.",
     ]
     if root_arch is not None:
         lines += [f"The root cell ({root_arch}):", describe_arch(root_arch)]

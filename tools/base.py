@@ -35,5 +35,24 @@ class TypedTool(BaseTool[A, R], Generic[A, R]):
         except Exception as exc:  # noqa: BLE001 - a tool failure is a result the model reads
             return self.return_type(ok=False, error=f"{type(exc).__name__}: {exc}")
 
+    @property
+    def schema(self):
+        # Sent with every model call that offers the tool: pydantic's titles and the discriminator
+        # mapping repeat what the names and `kind` constants already say.
+        out = dict(super().schema)
+        out["parameters"] = _compact(out["parameters"])
+        return out
+
     def return_value_as_string(self, value: Any) -> str:
         return value.model_dump_json(exclude_none=True) if isinstance(value, BaseModel) else str(value)
+
+
+def _compact(node: Any, in_properties: bool = False) -> Any:
+    """A JSON schema without `title` and `discriminator` keywords (a property that is named
+    "title" is kept: inside `properties` the keys are field names, not keywords)."""
+    if isinstance(node, list):
+        return [_compact(x) for x in node]
+    if not isinstance(node, dict):
+        return node
+    return {k: _compact(v, k == "properties") for k, v in node.items()
+            if in_properties or k not in ("title", "discriminator")}

@@ -103,3 +103,42 @@ def validate_tool(draft: Draft, space: "Space | None" = None, seen: SeenFn | Non
 
     return TypedTool("validate_block", "Run the flow validator on the current draft block.",
                      ValidateArgs, ValidateResult, run)
+
+
+MAX_CHECKED_CELLS = 16
+
+
+class CellsArgs(BaseModel):
+    cells: list[str] = Field(min_length=1, max_length=MAX_CHECKED_CELLS,
+                             description="NB201 arch strings, e.g. |nor_conv_3x3~0|+|none~0|nor_conv_3x3~1|+|...|")
+
+
+class CellStatus(BaseModel):
+    cell: str
+    tried: str | None = Field(None, description="the earlier candidate of the run that is the same design; null: new")
+    error: str | None = Field(None, description="why the string is not a cell of the space")
+
+
+class CellsResult(ToolResult):
+    cells: list[CellStatus] = []
+
+
+def cells_tool(seen: SeenFn) -> TypedTool:
+    """check_cells (NB201 space): which of up to 16 candidate cells the run has already tried,
+    isomorphic cells included, in one call: a designer rules repeats out before it drafts, instead
+    of learning of each from the validator one draft at a time."""
+    from graphs.nb201 import Nb201ArchError, arch_to_block
+
+    def run(args: CellsArgs) -> CellsResult:
+        out = []
+        for arch in args.cells:
+            try:
+                block = arch_to_block(arch)
+            except Nb201ArchError as exc:
+                out.append(CellStatus(cell=arch[:200], error=str(exc)[:300]))
+                continue
+            out.append(CellStatus(cell=arch, tried=seen(block)))
+        return CellsResult(cells=out)
+
+    return TypedTool("check_cells", "Which of these NB201 cells this run has already tried (isomorphic cells "
+                     "count as the same); a cell with tried=null is new.", CellsArgs, CellsResult, run)

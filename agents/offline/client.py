@@ -83,6 +83,7 @@ _SPACE_CODES = ("duplicate_candidate", "out_of_space")  # validate-tool codes th
 _CELL_QUERY = "NB201 cell operations: 3x3 convolution, 1x1 convolution, skip connection shortcut, pooling"
 _CELL_EXPERIENCE = "set edge cell op change validation accuracy"
 _EXPERIENCE_K = 10  # experience records the cell Proposer reads per trial (the tool's maximum)
+_CHECKED_CELLS = 16  # candidate cells the Proposer asks check_cells about (tools.graph_tools.MAX_CHECKED_CELLS)
 _FALLBACKS = 3      # further moves a cell plan names, in order, for a first cell that repeats a candidate
 
 
@@ -406,7 +407,7 @@ class OfflineDesignerClient(ChatCompletionClient):
         return arch
 
     def _cell_ranking(self, task: str, items: Sequence[dict] = (), knowledge: Sequence[str] = (),
-                      drafted: Sequence[str] = (), want: int | None = None):
+                      drafted: Sequence[str] = (), want: int | None = None, skip_hidden: bool = True):
         """The parent's best untried moves (agents.offline.cell.Candidate), best first: the op
         prior with the knowledge nudge, refitted on the deltas the experience items and the task's
         tried children report. Cells named by the tried children, the items and `drafted` (cells
@@ -425,7 +426,7 @@ class OfflineDesignerClient(ChatCompletionClient):
         # Children the task only counts (a long list is cut to the best and latest few) were most
         # likely this designer's own best picks of earlier trials: pass over as many of the best
         # candidates, rather than propose them again one by one.
-        hidden = sum(int(n) for n in _HIDDEN_RE.findall(parsed.tried))
+        hidden = sum(int(n) for n in _HIDDEN_RE.findall(parsed.tried)) if skip_hidden else 0
         want = want or 2 * self._cfg.max_rounds
         ranking = rank_moves(parent, model, self._rng(parsed.trial, "cell"), known=[*known, *known_e, *drafted],
                              want=want + hidden)
@@ -453,7 +454,20 @@ class OfflineDesignerClient(ChatCompletionClient):
                  if isinstance(it, dict)]
         hits = [it for n, r in results if n == "search_knowledge" for it in r.get("items") or []
                 if isinstance(it, dict) and "id" in it]
-        ranking = self._cell_ranking(task, items, [str(h.get("text", "")) for h in hits], want=1 + _FALLBACKS)
+        knowledge = [str(h.get("text", "")) for h in hits]
+        checked = [r for n, r in results if n == "check_cells"]
+        ranking = None
+        if "check_cells" in tools:
+            # Ask the run which of the best candidates it has tried, in one call, and plan only new
+            # cells: cheaper than learning of each repeat from the validator one draft at a time.
+            wide = self._cell_ranking(task, items, knowledge, want=_CHECKED_CELLS, skip_hidden=False)
+            if not checked and wide:
+                return self._calls_of([("check_cells", {"cells": [c.cell for c in wide]})])
+            if checked:
+                tried = {st.get("cell") for st in checked[-1].get("cells") or [] if st.get("tried")}
+                ranking = [c for c in wide if c.cell not in tried][:1 + _FALLBACKS] or None
+        if ranking is None:  # no check, or every checked cell was tried: skip as many as the task hides
+            ranking = self._cell_ranking(task, items, knowledge, want=1 + _FALLBACKS)
         if not ranking:
             return P.render_plan("none", "none", "every change of this cell within reach was tried; keep it.")
         best = ranking[0]
