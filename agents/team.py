@@ -104,7 +104,8 @@ def design_team(clients: Mapping[str, ChatCompletionClient], tools: RoleTools, m
 
     agents = [
         AssistantAgent("Proposer", clients["Proposer"], tools=tools.proposer, system_message=prompt("Proposer"),
-                       description="Picks an improvement for the block and plans it.", max_tool_iterations=3),
+                       description="Picks an improvement for the block and plans it.",
+                       max_tool_iterations=8),  # look-ups, then check_cells a few times in a crowded cell space
         AssistantAgent("Reflector", clients["Reflector"], tools=tools.reflector, system_message=prompt("Reflector"),
                        description="Advises from experience, checks drafts with the validator, approves.",
                        max_tool_iterations=3, model_context=ReviewContext()),

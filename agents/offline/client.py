@@ -84,6 +84,7 @@ _CELL_QUERY = "NB201 cell operations: 3x3 convolution, 1x1 convolution, skip con
 _CELL_EXPERIENCE = "set edge cell op change validation accuracy"
 _EXPERIENCE_K = 10  # experience records the cell Proposer reads per trial (the tool's maximum)
 _CHECKED_CELLS = 16  # candidate cells the Proposer asks check_cells about (tools.graph_tools.MAX_CHECKED_CELLS)
+_CHECK_CALLS = 6     # check_cells calls per plan at most, 16 cells each
 _FALLBACKS = 3      # further moves a cell plan names, in order, for a first cell that repeats a candidate
 
 
@@ -460,12 +461,17 @@ class OfflineDesignerClient(ChatCompletionClient):
         if "check_cells" in tools:
             # Ask the run which of the best candidates it has tried, in one call, and plan only new
             # cells: cheaper than learning of each repeat from the validator one draft at a time.
-            wide = self._cell_ranking(task, items, knowledge, want=_CHECKED_CELLS, skip_hidden=False)
-            if not checked and wide:
-                return self._calls_of([("check_cells", {"cells": [c.cell for c in wide]})])
-            if checked:
-                tried = {st.get("cell") for st in checked[-1].get("cells") or [] if st.get("tried")}
-                ranking = [c for c in wide if c.cell not in tried][:1 + _FALLBACKS] or None
+            # Near a well-explored cell the best candidates are all tried: the next call asks about
+            # the next ones down the ranking, up to _CHECK_CALLS calls.
+            wide = self._cell_ranking(task, items, knowledge, want=_CHECKED_CELLS * (len(checked) + 1),
+                                      skip_hidden=False)
+            answers = [st for r in checked for st in r.get("cells") or [] if isinstance(st, dict)]
+            new = {st.get("cell") for st in answers if not st.get("tried") and not st.get("error")}
+            asked = {st.get("cell") for st in answers}
+            ranking = [c for c in wide if c.cell in new][:1 + _FALLBACKS] or None
+            unasked = [c.cell for c in wide if c.cell not in asked][:_CHECKED_CELLS]
+            if ranking is None and unasked and len(checked) < _CHECK_CALLS:
+                return self._calls_of([("check_cells", {"cells": unasked})])
         if ranking is None:  # no check, or every checked cell was tried: skip as many as the task hides
             ranking = self._cell_ranking(task, items, knowledge, want=1 + _FALLBACKS)
         if not ranking:
