@@ -2,12 +2,19 @@
 Reflector, while the Modifier follows a fixed script; the failing one raises on every call."""
 from __future__ import annotations
 
+import asyncio
 import json
+from pathlib import Path
 
 from autogen_core.models import UserMessage
+from hydra import compose, initialize_config_dir
+from rich.console import Console
 
 from agents.offline.client import OfflineDesignerClient, _from, _tool_results, _turn
+from agents.factory import build_run
 from agents.protocol import MAX_ROUNDS, SUBMITTED
+from conftest import ROOT
+from graphs.tree import ModificationTree
 
 # Edits on the ResNet basic block (node 8 is the last ReLU, node 1 the output).
 ONE_INPUT_ADD = [{"kind": "insert_on_edge", "src": 8, "dst": 1, "op": "Add", "id": 20}]
@@ -68,3 +75,17 @@ def texts(records: list[dict], role: str, kind: str = "TextMessage") -> list[str
 
 
 __all__ = ["ScriptedModifierClient", "FailingClient", "UserMessage", "texts"]
+
+
+def run_loop(run_dir: Path, overrides: list[str]):
+    """The design loop in this process on conf/ with `overrides`: (summary, tree, run_dir)."""
+    with initialize_config_dir(config_dir=str(ROOT / "conf"), version_base="1.3"):
+        cfg = compose(config_name="config", overrides=overrides)
+    summary = asyncio.run(build_run(cfg, run_dir, Console(file=open("/dev/null", "w")))())
+    return summary, ModificationTree.load(run_dir / "tree.json"), run_dir
+
+
+def records(run_dir: Path, trial: int) -> list[dict]:
+    """A trial's transcript records, in order."""
+    path = run_dir / "trials" / f"{trial:04d}" / "transcript.jsonl"
+    return [json.loads(line) for line in path.read_text().splitlines()]

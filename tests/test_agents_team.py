@@ -1,6 +1,5 @@
 """The design team end to end: scripted and failing model clients, real tools, real training
 (one tiny epoch on digits), real memory (Qdrant embedded, hashing embedder)."""
-import asyncio
 import json
 import os
 import subprocess
@@ -8,14 +7,12 @@ import sys
 from pathlib import Path
 
 import pytest
-from hydra import compose, initialize_config_dir
-from rich.console import Console
 
-from agents.factory import DEFAULT_ROOTS, build_run
+from agents.factory import DEFAULT_ROOTS
 from agents.protocol import verdict
 from conftest import ROOT
 from graphs.tree import ModificationTree
-from scripted_clients import texts
+from scripted_clients import records, run_loop, texts
 
 FAST = ["trainer.epochs=1", "trainer.subset=300", "memory.embedder=hashing", "export=false", "progress=false"]
 
@@ -26,16 +23,7 @@ pytestmark = pytest.mark.usefixtures("one_thread")
 def run(tmp_path: Path, overrides: list[str]):
     root = tmp_path / "root.txt"
     root.write_text(DEFAULT_ROOTS["nader"])
-    with initialize_config_dir(config_dir=str(ROOT / "conf"), version_base="1.3"):
-        cfg = compose(config_name="config", overrides=FAST + [f"root_block={root}"] + overrides)
-    run_dir = tmp_path / "run"
-    summary = asyncio.run(build_run(cfg, run_dir, Console(file=open("/dev/null", "w")))())
-    return summary, ModificationTree.load(run_dir / "tree.json"), run_dir
-
-
-def records(run_dir: Path, trial: int) -> list[dict]:
-    path = run_dir / "trials" / f"{trial:04d}" / "transcript.jsonl"
-    return [json.loads(line) for line in path.read_text().splitlines()]
+    return run_loop(tmp_path / "run", FAST + [f"root_block={root}"] + overrides)
 
 
 def experience(run_dir: Path):

@@ -1,20 +1,14 @@
 """Search inside the NB201 cell space, end to end on the shared NB201 table (no training): every
 designer stays in the space and never evaluates a candidate twice; a repeated or out-of-space
 draft goes back to the Modifier with a typed error and its fix is accepted."""
-import asyncio
-import json
 from pathlib import Path
 
 import pytest
-from hydra import compose, initialize_config_dir
-from rich.console import Console
 
-from agents.factory import build_run
 from conftest import ROOT
 from graphs.nb201 import arch_to_block
 from graphs.space import make_space, set_cell_edge
-from graphs.tree import ModificationTree
-from scripted_clients import texts
+from scripted_clients import records, run_loop, texts
 
 TABLE = ROOT.parent / "shared" / "data" / "nb201_cifar.csv"
 NB201 = ["space=nb201", "evaluator.name=nb201_table", f"evaluator.table={TABLE}", "evaluator.out_of_space=skip",
@@ -24,16 +18,7 @@ pytestmark = pytest.mark.skipif(not TABLE.is_file(), reason="the shared NB201 ta
 
 
 def run(tmp_path: Path, overrides: list[str]):
-    with initialize_config_dir(config_dir=str(ROOT / "conf"), version_base="1.3"):
-        cfg = compose(config_name="config", overrides=NB201 + overrides)
-    run_dir = tmp_path / "run"
-    summary = asyncio.run(build_run(cfg, run_dir, Console(file=open("/dev/null", "w")))())
-    return summary, ModificationTree.load(run_dir / "tree.json"), run_dir
-
-
-def records(run_dir: Path, trial: int) -> list[dict]:
-    path = run_dir / "trials" / f"{trial:04d}" / "transcript.jsonl"
-    return [json.loads(line) for line in path.read_text().splitlines()]
+    return run_loop(tmp_path / "run", NB201 + overrides)
 
 
 def validations(run_dir: Path, trial: int) -> list[dict]:
