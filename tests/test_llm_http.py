@@ -4,9 +4,9 @@ import asyncio
 import json
 import logging
 import os
+import re
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
@@ -229,12 +229,11 @@ def test_a_retry_never_runs_past_the_total_wait_even_on_a_hung_server():
     # request timeout the retry would wait for that answer; llm.retry.max_wait_s=1.5 ends it first.
     with FakeOpenAIServer(seed=0, api_key=KEY, faults={1: "500", 2: ("slow", 20)}) as server:
         client, ledger = _client(server, attempts=6, max_wait_s=1.5, timeout_s=60)
-        start = time.monotonic()
         with pytest.raises(ModelCallError) as err:
             asyncio.run(client.create(MESSAGES))
-        took = time.monotonic() - start
-    assert took < 5, took
-    assert "TimeoutError: no answer within" in str(err.value)
+    # The retry's own limit was what was left of the 1.5 s, not the 60 s request timeout.
+    limit = float(re.search(r"TimeoutError: no answer within ([0-9.]+)s", str(err.value)).group(1))
+    assert limit <= 1.5, str(err.value)
     assert "(gave up after 2 attempt(s): llm.retry.max_wait_s=1.5s used up)" in str(err.value)
 
 

@@ -94,9 +94,7 @@ def test_pool_survives_killed_and_hung_workers(tmp_path: Path) -> None:
         TrialSpec(lambda: small_model(), trial_id="lambda", **cifar),
         TrialSpec(functools.partial(small_model, 3, 3), seed=1, trial_id="ok-1", **cifar),
     ]
-    t = time.monotonic()
     res = make_launcher("pool", workers=2, grace_s=1.0).run(trials)
-    elapsed = time.monotonic() - t
     by = {r.trial_id: r for r in res}
     assert [r.trial_id for r in res] == [s.trial_id for s in trials]
     assert by["ok-0"].ok and by["ok-1"].ok, (by["ok-0"].reason, by["ok-1"].reason)
@@ -104,7 +102,6 @@ def test_pool_survives_killed_and_hung_workers(tmp_path: Path) -> None:
     assert TrialResult.read_json(tmp_path / "killed.json").reason == by["killed"].reason
     assert by["hung"].status == "failed" and "time limit of 1s exceeded" in by["hung"].reason
     assert by["lambda"].status == "failed" and "cannot start worker" in by["lambda"].reason
-    assert elapsed < 60
     # the same seed gives the same numbers in a worker as here (both on one thread: a different
     # thread count may change float summation order)
     here = InProcessLauncher().run([trials[1]])[0]

@@ -118,7 +118,7 @@ def test_in_space_cell_reads_the_table(evaluator: Nb201TableEvaluator, tmp_path:
     assert round(r.final_test_acc, 2) == 73.51
     assert round(r.final_valid_acc, 2) == 73.49
     assert r.evaluator == "nb201_table" and r.profile == TABLE_PROFILE and r.full_protocol
-    assert r.trial_id == "t1" and r.epochs == [] and r.wall_time_s < 1.0
+    assert r.trial_id == "t1" and r.epochs == []  # looked up: nothing was trained
     assert "class of 1 cell" in r.reason
     assert r.params == sum(p.numel() for p in BlockNetwork.from_nb201(BEST_C100, "cifar100")().parameters())
     assert json_equal(out, r)

@@ -17,7 +17,7 @@ from contextlib import contextmanager
 from contextvars import ContextVar
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Iterator, Mapping
+from typing import Callable, Iterator, Mapping
 
 from pydantic import BaseModel, Field
 
@@ -90,7 +90,7 @@ class UsageLedger:
     that reached a model: what the run actually spent."""
 
     def __init__(self, prices: Mapping[str, Price | dict] | None = None, caps: Caps | None = None,
-                 redact=lambda s: s):
+                 redact=lambda s: s, clock: Callable[[], float] = time.monotonic):
         self.prices = {k: Price.model_validate(v) for k, v in (prices or {}).items()}
         self.caps = caps or Caps()
         self.calls: list[Call] = []
@@ -102,7 +102,9 @@ class UsageLedger:
         self._events: list[dict] = []
         self._redact = redact
         self._elapsed_before = 0.0
-        self._started = time.monotonic()
+        # Passed in so that tests can hold time still (saved and rebuilt documents then agree).
+        self._clock = clock
+        self._started = clock()
         self._sums = _Sums()
 
     # ------------------------------------------------------------------ what calls are charged to
@@ -202,7 +204,7 @@ class UsageLedger:
         return out
 
     def elapsed_s(self) -> float:
-        return self._elapsed_before + time.monotonic() - self._started
+        return self._elapsed_before + self._clock() - self._started
 
     def exceeded(self) -> str | None:
         """The first cap reached, named as in the config, or None. Replayed calls count as made."""
