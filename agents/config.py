@@ -247,6 +247,36 @@ class DesignerConfig(_Strict):
         return v
 
 
+def _proxy_name(v: str) -> str:
+    from training.proxies import PROXIES
+
+    return _one_of(v, list(PROXIES), "proxy")
+
+
+class ProxiesConfig(_Strict):
+    names: list[str]
+    batch: StrictInt = Field(ge=1, le=4096)
+
+    @field_validator("names")
+    @classmethod
+    def _known(cls, v: list[str]) -> list[str]:
+        for name in v:
+            _proxy_name(name)
+        if len(set(v)) != len(v):
+            raise ValueError("names a proxy twice")
+        return v
+
+
+class ScreenConfig(_Strict):
+    k: StrictInt = Field(ge=1, le=32)
+    proxy: str
+
+    @field_validator("proxy")
+    @classmethod
+    def _known(cls, v: str) -> str:
+        return _proxy_name(v)
+
+
 class RunConfig(_Strict):
     """The whole composed config (Hydra's own `hydra` node excluded)."""
 
@@ -258,6 +288,8 @@ class RunConfig(_Strict):
     macro: MacroConfig
     space: SpaceConfig
     designer: DesignerConfig
+    proxies: ProxiesConfig
+    screen: ScreenConfig
     trials: StrictInt = Field(ge=0, le=100_000)
     seed: StrictInt = Field(ge=0, le=2**32 - 1)
     max_rounds: StrictInt = Field(ge=1, le=50)
@@ -383,8 +415,13 @@ def _show(value: Any) -> str:
 
 # Keys whose change alters what a run's results mean: a resume must keep them. The rest (trials,
 # caps, llm.cache, progress, ...) may change on resume and are logged.
-RESULT_KEYS = ("dataset", "macro", "space", "designer", "trainer", "evaluator", "search", "budget.max_params", "budget.max_flops",
+RESULT_KEYS = ("dataset", "macro", "space", "designer", "screen", "trainer", "evaluator", "search", "budget.max_params", "budget.max_flops",
                "seed", "max_rounds", "root_block", "llm.provider", "llm.model", "llm.client", "agents")
+
+
+# Result keys added after runs were made, with the values that mean "as before": a run saved
+# without the key resumes when the new config has them.
+ADDED_LATER: dict[str, dict[str, Any]] = {"screen": {"k": 1}}
 
 
 def result_changes(saved: Mapping[str, Any], now: Mapping[str, Any]) -> list[str]:
@@ -393,6 +430,9 @@ def result_changes(saved: Mapping[str, Any], now: Mapping[str, Any]) -> list[str
     for key in RESULT_KEYS:
         a, b = _lookup(saved, key.split(".")), _lookup(now, key.split("."))
         if a == b:
+            continue
+        if a is _MISSING and key in ADDED_LATER and isinstance(b, Mapping) and \
+                all(b.get(k) == v for k, v in ADDED_LATER[key].items()):
             continue
         if isinstance(a, Mapping) and isinstance(b, Mapping):
             out += [f"{key}.{k}" for k in sorted(set(a) | set(b)) if a.get(k, _MISSING) != b.get(k, _MISSING)]

@@ -70,6 +70,20 @@ def run_designer(cfg: DictConfig):
     return make_designer(cfg.designer.name, **options)
 
 
+def run_scorer(cfg: DictConfig):
+    """The proxies every candidate is scored with (the screening proxy among them when screening);
+    None when there are none."""
+    from training.screening import ProxyScorer
+
+    names = list(cfg.proxies.names)
+    if int(cfg.screen.k) > 1 and cfg.screen.proxy not in names:
+        names.append(str(cfg.screen.proxy))
+    if not names:
+        return None
+    return ProxyScorer(tuple(names), cfg.dataset.name, cfg.macro.name, cfg.dataset.root, int(cfg.proxies.batch),
+                       int(cfg.seed))
+
+
 def run_budget(cfg: DictConfig) -> Budget:
     """budget.max_params / max_flops, each null meaning the macro's default (graphs.cost)."""
     default = default_budget(cfg.macro.name)
@@ -215,7 +229,8 @@ def build_run(cfg: DictConfig, run_dir: Path, console: Console, conf_dir: Path =
     settings = RunSettings(dataset=cfg.dataset.name, macro=cfg.macro.name, trials=int(cfg.trials), seed=int(cfg.seed),
                            policy=cfg.search.policy, policy_options=dict(cfg.search.get("options") or {}),
                            budget=budget, max_rounds=int(cfg.max_rounds), export=bool(cfg.export),
-                           space=run_space(cfg), designer=run_designer(cfg))
+                           space=run_space(cfg), designer=run_designer(cfg), scorer=run_scorer(cfg),
+                           screen_k=int(cfg.screen.k), screen_proxy=str(cfg.screen.proxy))
     root = check_root(root_block_text(cfg), cfg, budget)
     _check_saved_tree(run_dir / "tree.json")
     sources = _read_sources(cfg)

@@ -14,6 +14,7 @@ from typing import Callable, Mapping
 from autogen_core.models import ChatCompletionClient
 from rich.console import Console
 
+from graphs.atomic import atomic_write
 from graphs.cost import Budget, BudgetError, fit_design
 from graphs.ir import parse_block
 from graphs.search import select
@@ -48,6 +49,9 @@ class RunSettings:
     export: bool
     space: Space
     designer: Designer | None  # None: the team of agents; else a baseline (agents.designers)
+    scorer: Callable | None = None  # training.screening.ProxyScorer: proxy scores of every candidate
+    screen_k: int = 1               # designs per trial; the best by screen_proxy is trained
+    screen_proxy: str = "synflow"
 
 
 @dataclass
@@ -62,14 +66,23 @@ class RunSummary:
     usd: float = 0.0
     stopped: str | None = None
     usage_lines: list[str] = field(default_factory=list)
+    # per proxy: Spearman/Kendall against the trained nodes' validation accuracy (training.screening)
+    proxy_correlations: dict = field(default_factory=dict)
 
     def lines(self) -> list[str]:
         best = (f"best node {self.best_node}: valid {self.best_valid_acc:.2f}%, test {self.best_test_acc:.2f}%"
                 if self.best_node is not None else "no trained node")
         counts = ", ".join(f"{v} {k}" for k, v in sorted(self.statuses.items()))
         head = [f"stopped early: {self.stopped}"] if self.stopped else []
+        from training.screening import correlation_lines
+
         return head + [f"{self.trials} trials ({counts}); {best}; {self.tokens:,} tokens, ${self.usd:.4f}",
-                       *self.usage_lines]
+                       *correlation_lines(self.proxy_correlations), *self.usage_lines]
+
+    def to_json(self) -> dict:
+        from dataclasses import asdict
+
+        return {**asdict(self), "lines": self.lines()}
 
 
 async def run_design(settings: RunSettings, run_dir: Path, root_block: str, clients: Mapping[str, ChatCompletionClient],
@@ -108,7 +121,8 @@ async def run_design(settings: RunSettings, run_dir: Path, root_block: str, clie
         tree.save(tree_path)
     env = TrialEnv(tree=tree, memory=memory, clients=clients, train=train_tool, dataset=settings.dataset,
                    macro=settings.macro, budget=settings.budget, max_rounds=settings.max_rounds, run_dir=run_dir,
-                   export=settings.export, ledger=ledger, redact=redact, space=settings.space)
+                   export=settings.export, ledger=ledger, redact=redact, space=settings.space,
+                   scorer=settings.scorer, screen_k=settings.screen_k, screen_proxy=settings.screen_proxy)
     done = max((n.trial or 0) for n in tree.nodes)
     rng = random.Random(settings.seed)
     stopped = ledger.exceeded() if done < settings.trials else None
@@ -119,17 +133,16 @@ async def run_design(settings: RunSettings, run_dir: Path, root_block: str, clie
             raise RunInterrupted(None, f"before trial {trial}")
         began = time.perf_counter()
         parent = select(tree, settings.policy, rng, **settings.policy_options)
-        proposal = None
-        if settings.designer is not None:  # a baseline picks its own parent (rea) or none (random)
-            proposal = settings.designer.propose(tree, parent, random.Random(f"{settings.seed}:{trial}"),
-                                                 settings.space, lambda b: tree.find_candidate(b) is None)
-            parent = tree.get(proposal.parent)
-        console.print(f"[bold]trial {trial}/{settings.trials}[/]: improving node {parent.id} "
-                      f"(valid {parent.valid_acc:.2f}%)")
+        if settings.designer is None:
+            console.print(f"[bold]trial {trial}/{settings.trials}[/]: improving node {parent.id} "
+                          f"(valid {parent.valid_acc:.2f}%)")
+        else:  # a baseline picks its own parent (rea) or none (random)
+            console.print(f"[bold]trial {trial}/{settings.trials}[/]: designer {settings.designer.name}")
         try:
             with ledger.charging(str(trial)):
-                node = (await run_trial(env, trial, parent) if proposal is None
-                        else await run_designer_trial(env, trial, proposal))
+                node = (await run_trial(env, trial, parent) if settings.designer is None
+                        else await run_designer_trial(env, trial, parent, settings.designer,
+                                                      random.Random(f"{settings.seed}:{trial}")))
         except (asyncio.CancelledError, KeyboardInterrupt):
             if interrupt is None or not interrupt.requested:
                 raise
@@ -145,7 +158,9 @@ async def run_design(settings: RunSettings, run_dir: Path, root_block: str, clie
         _append_timeline(run_dir, trial, node, time.perf_counter() - began, ledger.totals(str(trial)))
         acc = f", valid {node.valid_acc:.2f}%" if node.status == "trained" else ""
         why = f" ({node.reason})" if node.reason else (f" of node {node.duplicate_of}" if node.duplicate_of else "")
-        console.print(f"  -> node {node.id}: {node.status}{why}{acc}")
+        screened = sum(1 for n in tree.nodes if n.trial == trial and n.status == "screened")
+        picked = f" (best of {screened + 1} by {settings.screen_proxy}; {screened} screened out)" if screened else ""
+        console.print(f"  -> node {node.id}: {node.status}{why}{acc}{picked}")
     if stopped:
         ledger.stop(ledger.stopped or f"{stopped}; no trial started")
         console.print(f"[yellow]stopping: {ledger.stopped}[/]; the tree is saved in {tree_path}")
@@ -157,6 +172,11 @@ async def run_design(settings: RunSettings, run_dir: Path, root_block: str, clie
         summary.tokens = ledger.totals()["tokens"]
     summary.usd = ledger.totals()["usd"]
     summary.usage_lines = ledger.summary_lines() if ledger.calls else []
+    if settings.scorer is not None:
+        from training.screening import run_correlations
+
+        summary.proxy_correlations = run_correlations(tree.nodes, settings.scorer.names, seed=settings.seed)
+    atomic_write(run_dir / "summary.json", json.dumps(summary.to_json(), indent=2))
     return summary
 
 
@@ -198,15 +218,17 @@ def write_best(tree: ModificationTree, run_dir: Path, settings: RunSettings) -> 
 
 
 def summarize(tree: ModificationTree) -> RunSummary:
+    """Counts by status are of nodes: with screening a trial adds several (one trained, the rest
+    screened); `trials` counts trials."""
     trials = [n for n in tree.nodes if n.trial]
     statuses: dict[str, int] = {}
     for n in trials:
         statuses[n.status] = statuses.get(n.status, 0) + 1
     best = tree.best()
-    return RunSummary(trials=len(trials), statuses=statuses, best_node=best.id if best else None,
+    return RunSummary(trials=len({n.trial for n in trials}), statuses=statuses, best_node=best.id if best else None,
                       best_valid_acc=best.valid_acc if best else None, best_test_acc=best.test_acc if best else None,
                       tokens=sum(int(n.cost.get("tokens", 0)) for n in tree.nodes),
-                      client_failures=sum(1 for n in trials if (n.reason or "").startswith("model client error")))
+                      client_failures=len({n.trial for n in trials if (n.reason or "").startswith("model client error")}))
 
 
 def _train_root(settings: RunSettings, tree: ModificationTree, text: str, train, console: Console) -> None:
@@ -219,9 +241,10 @@ def _train_root(settings: RunSettings, tree: ModificationTree, text: str, train,
     except BudgetError as exc:
         raise RunError(f"the root block does not fit the budget: {exc}") from exc
     console.print(f"training the root block {block.name}: widths {widths}, {params:,} params")
+    scores = settings.scorer(block, x).as_metrics() if settings.scorer is not None else {}
     m = train(TrainArgs(block=str(block), x=x, trial=0))
     if m.get("status") != "ok":
         raise RunError(f"the root block could not be trained: {m.get('reason')}")
-    tree.root(str(block), metrics={**m, "valid_acc": m.get("final_valid_acc"), "test_acc": m.get("final_test_acc")},
-              widths=widths, params=params, flops=flops, trial=0)
+    tree.root(str(block), metrics={**m, "valid_acc": m.get("final_valid_acc"), "test_acc": m.get("final_test_acc"),
+                                   **scores}, widths=widths, params=params, flops=flops, trial=0)
     console.print(f"  root: valid {m.get('final_valid_acc'):.2f}%")

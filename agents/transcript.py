@@ -34,6 +34,10 @@ class Transcript:
                              "role": role, "type": "TrialEvent", "content": text,
                              "prompt_tokens": 0, "completion_tokens": 0})
 
+    def extend(self, other: "Transcript") -> None:
+        """Append another transcript's records (a trial's design sessions, one after another)."""
+        self.records.extend(other.records)
+
     def merge_events(self, events: list[dict]) -> None:
         """Events recorded outside the chat (model-call retries and errors), placed by time."""
         for e in events:

@@ -12,6 +12,7 @@ from autogen_core.models import ChatCompletionClient
 
 from graphs.cost import Budget, BudgetError, fit_design
 from graphs.errors import Issue
+from graphs.hashing import same_block
 from graphs.ir import Block
 from graphs.space import Space, describe_arch, describe_space, make_space
 from graphs.tree import ModificationTree, TreeNode
@@ -19,7 +20,6 @@ from graphs.validate import validate
 from tools.graph_tools import Draft, cells_tool, edit_tool, validate_tool
 from tools.memory import ExperienceRecord, Memory
 from tools.memory_tools import experience_tool, knowledge_tool
-from tools.training_tools import TrainArgs
 from tools.tree_tools import inspect_tree_tool
 
 from .llm import UsageLedger
@@ -46,15 +46,51 @@ class TrialEnv:
     ledger: UsageLedger | None = None  # per-call usage and retry events
     redact: Callable[[str], str] = lambda s: s
     space: Space = field(default_factory=lambda: make_space("open"))
+    # Training-free scores of each candidate before it is trained (training.screening.ProxyScorer);
+    # None: no scores. With screen_k > 1 a trial gathers that many valid designs and trains the best
+    # by screen_proxy.
+    scorer: Callable | None = None
+    screen_k: int = 1
+    screen_proxy: str = "synflow"
+    # This trial's valid designs so far (screening): a repeat of one is a repeat like any other.
+    drafted: list[tuple[Block, str]] = field(default_factory=list)
 
     def earlier(self, block: Block) -> str | None:
         """How an earlier candidate of this run with the same design is described to the agents;
         None when the design is new."""
         n = self.tree.find_candidate(block)
-        return None if n is None else f"node {n.id} ({'the root' if n.trial in (None, 0) else f'trial {n.trial}'}, {n.status})"
+        if n is not None:
+            return f"node {n.id} ({'the root' if n.trial in (None, 0) else f'trial {n.trial}'}, {n.status})"
+        return next((label for b, label in self.drafted if same_block(b, block)), None)
+
+    def is_new(self, block: Block) -> bool:
+        return self.earlier(block) is None
 
 
-def task_message(trial: int, node: TreeNode, tree: ModificationTree, space: Space | None = None) -> str:
+# With screening, design sessions beyond k that a trial may run when some of its designs are not
+# valid, new and within the budget.
+SCREEN_SPARE_SESSIONS = 2
+
+
+@dataclass
+class Candidate:
+    """A valid, new design fitted to the budget and scored, waiting to be trained or screened out."""
+
+    block: Block
+    x: int | None
+    widths: list
+    params: int
+    flops: int
+    scores: object | None  # training.screening.ProxyScores
+    common: dict           # trial, proposal, inspiration of the node it becomes
+    plan: str = ""
+
+    def metrics(self) -> dict:
+        return self.scores.as_metrics() if self.scores is not None else {}
+
+
+def task_message(trial: int, node: TreeNode, tree: ModificationTree, space: Space | None = None,
+                 drafted: list[tuple[Block, str]] | None = None) -> str:
     """The trial's task, re-sent with every model call of the trial (so its size is paid ~10 times a
     trial): the node's block and figures, the space (outside the open one) with the node's own cell
     (not the root's: the team edits this node), and the bounded summary of the node's children."""
@@ -66,12 +102,69 @@ def task_message(trial: int, node: TreeNode, tree: ModificationTree, space: Spac
         arch = space.arch_of(tree.block_of(node.id))
         cell = f"\nThe cell of node {node.id} ({arch}):\n{describe_arch(arch)}" if arch else ""
         where = describe_space() + cell
+    if drafted:  # screening: this trial's earlier designs, so that the next one differs
+        shown = "\n".join(f"- {label}: {space.arch_of(b) or _one_line_block(b)}" for b, label in drafted)
+        children += f"\nDesigns already drafted in this trial (screening: draft a different one):\n{shown}"
     return design_task(trial, node.id, f"validation accuracy {acc}, {node.params or 0:,} params, "
                        f"{node.flops or 0:,} FLOPs", node.block, children, space=space.name, space_text=where)
 
 
+def _one_line_block(block: Block) -> str:
+    return " ".join(str(block).split())[:300]
+
+
 async def run_trial(env: TrialEnv, trial: int, parent: TreeNode) -> TreeNode:
+    """The team designs on `parent`: once, or with screening until `screen_k` valid new designs
+    are in hand (at most SCREEN_SPARE_SESSIONS more sessions); the node the trial ends with."""
     start = time.perf_counter()
+    log = Transcript()
+
+    async def design(session: int, have: int) -> Candidate | TreeNode:
+        if env.screen_k > 1:
+            log.note("trial", f"design session {session}: {have} of {env.screen_k} candidates so far")
+        return await _team_session(env, trial, parent, log)
+
+    candidates, ended = await gather_candidates(env, design)
+
+    usage = env.ledger.totals(str(trial)) if env.ledger is not None else None
+    if usage and usage["calls"]:
+        tokens, dollars = usage["tokens"], usage["usd"]
+    else:
+        tokens, dollars = sum(r["prompt_tokens"] + r["completion_tokens"] for r in log.records), 0.0
+    node = await settle(env, trial, candidates, log) if candidates else ended[-1]
+    if node.status == "trained":
+        _write_outcome_experience(env, trial, parent, node, node.proposal or "")
+    cost = {"tokens": tokens, "dollars": dollars, "seconds": round(time.perf_counter() - start, 2)}
+    node = env.tree.update(node.id, cost=cost)
+    _write_trial_files(env, trial, node, log)
+    return node
+
+
+async def gather_candidates(env: TrialEnv, design) -> tuple[list[Candidate], list[TreeNode]]:
+    """Run `design(session, candidates_so_far)` once, or with screening until `screen_k` candidates
+    are in hand (at most SCREEN_SPARE_SESSIONS more sessions). The candidates, and the nodes of
+    designs that were not (invalid, duplicate, failed); a model-client failure ends the gathering."""
+    env.drafted = []
+    candidates: list[Candidate] = []
+    ended: list[TreeNode] = []
+    sessions = 1 if env.screen_k == 1 else env.screen_k + SCREEN_SPARE_SESSIONS
+    for session in range(1, sessions + 1):
+        if len(candidates) == env.screen_k:
+            break
+        outcome = await design(session, len(candidates))
+        if isinstance(outcome, Candidate):
+            candidates.append(outcome)
+            env.drafted.append((outcome.block, f"design {session} of this trial"))
+            continue
+        ended.append(outcome)
+        if outcome.status == "failed":  # the model client failed: more sessions would fail the same way
+            break
+    return candidates, ended
+
+
+async def _team_session(env: TrialEnv, trial: int, parent: TreeNode, log: Transcript) -> Candidate | TreeNode:
+    """One conversation of the team on `parent`: a candidate, or the node of a design that is not
+    one (added to the tree)."""
     draft = Draft.start(parent.block)
     check = validate_tool(draft, space=env.space, seen=env.earlier)
     in_cells = [cells_tool(env.earlier)] if env.space.name != "open" else []  # repeats ruled out before drafting
@@ -82,64 +175,55 @@ async def run_trial(env: TrialEnv, trial: int, parent: TreeNode) -> TreeNode:
         modifier=[edit_tool(draft), check],
     )
     team = design_team(env.clients, tools, env.max_rounds, space=env.space)
-    log = Transcript()
+    own = Transcript()
     error = None
     try:
-        async for item in team.run_stream(task=task_message(trial, parent, env.tree, env.space)):
-            log.add(item)
+        async for item in team.run_stream(task=task_message(trial, parent, env.tree, env.space, env.drafted)):
+            own.add(item)
     except Exception as exc:  # noqa: BLE001 - a failing model client ends this trial, not the run
-        log.note("trial", env.redact(f"model client error: {type(exc).__name__}: {exc}"))  # with traceback
+        own.note("trial", env.redact(f"model client error: {type(exc).__name__}: {exc}"))  # with traceback
         # AutoGen re-raises with the inner traceback in the text: the tree keeps the first line.
         error = env.redact(f"model client error: {server_message(exc)}")
 
     if env.ledger is not None:  # retries and errors inside model calls, in time order with the chat
-        log.merge_events(env.ledger.take_events(str(trial)))
-    plan = (log.texts("Proposer") or [""])[-1]
-    inspiration = _field(plan, "inspiration")
-    usage = env.ledger.totals(str(trial)) if env.ledger is not None else None
-    if usage and usage["calls"]:
-        tokens, dollars = usage["tokens"], usage["usd"]
-    else:
-        tokens, dollars = sum(r["prompt_tokens"] + r["completion_tokens"] for r in log.records), 0.0
-    common = dict(trial=trial, proposal=plan or None, inspiration=inspiration)
+        own.merge_events(env.ledger.take_events(str(trial)))
+    log.extend(own)
+    plan = (own.texts("Proposer") or [""])[-1]
+    common = dict(trial=trial, proposal=plan or None, inspiration=_field(plan, "inspiration"))
 
-    def finish(node: TreeNode) -> TreeNode:
-        cost = {"tokens": tokens, "dollars": dollars, "seconds": round(time.perf_counter() - start, 2)}
-        node = env.tree.update(node.id, cost=cost)
-        _write_trial_files(env, trial, node, log)
-        return node
-
-    if error is None and _model_errors(log):
-        error = env.redact("model client error: " + _model_errors(log)[0])
+    if error is None and _model_errors(own):
+        error = env.redact("model client error: " + _model_errors(own)[0])
     if error is not None:
-        return finish(env.tree.add(parent.id, parent.block, status="failed", reason=error, **common))
+        return env.tree.add(parent.id, parent.block, status="failed", reason=error, **common)
 
     issues = _design_issues(env, draft.block)  # the loop's own check: approval by text is not trusted
-    _write_experience(env, trial, parent, draft, log, issues, plan)
+    _write_experience(env, trial, parent, draft, own, issues, plan)
     if issues:
-        log.note("trial", f"invalid after {len(_submissions(log))} round(s): {len(issues)} error(s)")
-        return finish(env.tree.add(parent.id, str(draft.block), status="invalid", errors=issues,
-                                   reason=f"{len(issues)} validator error(s) after {env.max_rounds} rounds", **common))
-    node = await evaluate_design(env, trial, parent, draft.block, log, common)
-    if node.status == "trained":
-        _write_outcome_experience(env, trial, parent, node, plan)
-    return finish(node)
+        log.note("trial", f"invalid after {len(_submissions(own))} round(s): {len(issues)} error(s)")
+        return env.tree.add(parent.id, str(draft.block), status="invalid", errors=issues,
+                            reason=f"{len(issues)} validator error(s) after {env.max_rounds} rounds", **common)
+    return prepare_design(env, parent, draft.block, log, common)
 
 
-async def run_designer_trial(env: TrialEnv, trial: int, proposal) -> TreeNode:
-    """A trial of a baseline designer (agents.designers): no model, no team; its proposal goes
-    through the same checks, deduplication, budget fit and evaluation as the team's."""
+async def run_designer_trial(env: TrialEnv, trial: int, parent: TreeNode, designer, rng) -> TreeNode:
+    """A trial of a baseline designer (agents.designers): no model, no team; its proposals go
+    through the same checks, deduplication, budget fit, screening and evaluation as the team's."""
     start = time.perf_counter()
-    parent = env.tree.get(proposal.parent)
     log = Transcript()
-    log.note("designer", proposal.plan)
-    common = dict(trial=trial, proposal=proposal.plan, inspiration=None)
-    issues = _design_issues(env, proposal.block)
-    if issues:
-        node = env.tree.add(parent.id, str(proposal.block), status="invalid", errors=issues,
-                            reason=f"{len(issues)} validator error(s)", **common)
-    else:
-        node = await evaluate_design(env, trial, parent, proposal.block, log, common)
+
+    async def design(session: int, have: int) -> Candidate | TreeNode:
+        proposal = designer.propose(env.tree, parent, rng, env.space, env.is_new)
+        origin = env.tree.get(proposal.parent)
+        log.note("designer", proposal.plan)
+        common = dict(trial=trial, proposal=proposal.plan, inspiration=None)
+        issues = _design_issues(env, proposal.block)
+        if issues:
+            return env.tree.add(origin.id, str(proposal.block), status="invalid", errors=issues,
+                                reason=f"{len(issues)} validator error(s)", **common)
+        return prepare_design(env, origin, proposal.block, log, common)
+
+    candidates, ended = await gather_candidates(env, design)
+    node = await settle(env, trial, candidates, log) if candidates else ended[-1]
     node = env.tree.update(node.id, cost={"tokens": 0, "dollars": 0.0,
                                           "seconds": round(time.perf_counter() - start, 2)})
     _write_trial_files(env, trial, node, log)
@@ -151,10 +235,11 @@ def _design_issues(env: TrialEnv, block: Block) -> list[Issue]:
     return issues or env.space.issues(block)
 
 
-async def evaluate_design(env: TrialEnv, trial: int, parent: TreeNode, block: Block, log: Transcript,
-                          common: dict) -> TreeNode:
-    """Deduplicate, fit to the budget and evaluate a valid design; its node, added to the tree. A
-    design the run has already seen (trained or not) is not evaluated again."""
+def prepare_design(env: TrialEnv, parent: TreeNode, block: Block, log: Transcript,
+                   common: dict) -> Candidate | TreeNode:
+    """A valid design, deduplicated, fitted to the budget and scored by the run's proxies: a
+    Candidate, or the node it ends as (duplicate, or invalid: a repeat or over the budget). A design
+    the run has already seen (trained or not) is not evaluated again."""
     earlier = env.tree.find_candidate(block)
     if earlier is not None and earlier.is_original:
         log.note("trial", f"isomorphic to node {earlier.id}: reusing its result, not training")
@@ -167,21 +252,63 @@ async def evaluate_design(env: TrialEnv, trial: int, parent: TreeNode, block: Bl
         log.note("trial", f"the same design as node {earlier.id} ({earlier.status}): not evaluated again")
         return env.tree.add(parent.id, str(block), status="invalid",
                             reason=f"repeat of node {earlier.id} ({earlier.status}); not evaluated again", **common)
+    again = next((label for b, label in env.drafted if same_block(b, block)), None)
+    if again is not None:
+        log.note("trial", f"the same design as {again}: not evaluated again")
+        return env.tree.add(parent.id, str(block), status="invalid", reason=f"repeat of {again}", **common)
 
     try:
         x, widths, params, flops = fit_design(block, env.macro, env.dataset, env.budget)
     except BudgetError as exc:
         log.note("trial", f"rejected by the budget: {exc}")
         return env.tree.add(parent.id, str(block), status="invalid", reason=f"budget: {exc}", **common)
-    log.note("trial", f"fitted: widths {widths}, {params:,} params, {flops:,} FLOPs; training")
+    log.note("trial", f"fitted: widths {widths}, {params:,} params, {flops:,} FLOPs")
+    scores = None
+    if env.scorer is not None:
+        scores = env.scorer(block, x)
+        shown = ", ".join(f"{k} {v:.4g}" if v is not None else f"{k} n/a" for k, v in scores.scores.items())
+        log.note("proxies", f"{shown} ({scores.seconds:.2f} s; data: {scores.data})"
+                 + (f"; error: {scores.error}" if scores.error else ""))
+    return Candidate(block, x, widths, params, flops, scores, dict(common, parent=parent.id), common.get("proposal") or "")
 
-    outcome = await env.train.run_json({"block": str(block), "x": x, "trial": trial}, _token())
+
+async def settle(env: TrialEnv, trial: int, candidates: list[Candidate], log: Transcript) -> TreeNode:
+    """Train the best candidate by the screening proxy (the only one without screening); the others
+    become `screened` nodes with their scores. The trained (or failed) node."""
+    from training.screening import best_by
+
+    pick = 0
+    if len(candidates) > 1:
+        pick = best_by([c.scores.scores if c.scores is not None else {} for c in candidates], env.screen_proxy)
+        shown = "; ".join(f"design {i + 1}: {_score_text(c, env.screen_proxy)}" for i, c in enumerate(candidates))
+        log.note("screen", f"{len(candidates)} candidates by {env.screen_proxy}: {shown}; training design {pick + 1}")
+    chosen = candidates[pick]
+    node = await train_candidate(env, trial, env.tree.get(chosen.common["parent"]), chosen, log)
+    for i, c in enumerate(candidates):
+        if i == pick:
+            continue
+        reason = (f"screened out by {env.screen_proxy}: {_score_text(c, env.screen_proxy)} against "
+                  f"{_score_text(chosen, env.screen_proxy)} of node {node.id}, which was trained")
+        extra = {k: v for k, v in c.common.items() if k != "parent"}
+        env.tree.add(c.common["parent"], str(c.block), status="screened", reason=reason, widths=c.widths,
+                     params=c.params, flops=c.flops, metrics=c.metrics(), **extra)
+    return node
+
+
+def _score_text(c: Candidate, proxy: str) -> str:
+    v = c.scores.scores.get(proxy) if c.scores is not None else None
+    return "n/a" if v is None else f"{v:.4g}"
+
+
+async def train_candidate(env: TrialEnv, trial: int, parent: TreeNode, cand: Candidate, log: Transcript) -> TreeNode:
+    log.note("trial", f"training: widths {cand.widths}")
+    common = {k: v for k, v in cand.common.items() if k != "parent"}
+    outcome = await env.train.run_json({"block": str(cand.block), "x": cand.x, "trial": trial}, _token())
     log.note("launch_training", env.train.return_value_as_string(outcome))
-    if outcome.status != "ok":
-        return env.tree.add(parent.id, str(block), status="failed", reason=outcome.error,
-                            widths=widths, params=params, flops=flops, metrics=_metrics(outcome), **common)
-    return env.tree.add(parent.id, str(block), status="trained", widths=widths, params=params, flops=flops,
-                        metrics=_metrics(outcome), **common)
+    status = "trained" if outcome.status == "ok" else "failed"
+    return env.tree.add(parent.id, str(cand.block), status=status, reason=None if status == "trained" else outcome.error,
+                        widths=cand.widths, params=cand.params, flops=cand.flops,
+                        metrics={**_metrics(outcome), **cand.metrics()}, **common)
 
 
 def _token():
@@ -274,6 +401,12 @@ def _cell_change(env: TrialEnv, parent: TreeNode, node: TreeNode) -> str | None:
     return change_record(before, after) if before and after else None
 
 
+def _other_nodes(env: TrialEnv, trial: int, node: TreeNode) -> list[dict]:
+    """The trial's other nodes (screened-out candidates, designs that were not candidates)."""
+    return [{"node": n.id, "status": n.status, "reason": n.reason, "proxies": (n.metrics or {}).get("proxies")}
+            for n in env.tree.nodes if n.trial == trial and n.id != node.id]
+
+
 def _write_trial_files(env: TrialEnv, trial: int, node: TreeNode, log: Transcript) -> None:
     d = env.run_dir / "trials" / f"{trial:04d}"
     d.mkdir(parents=True, exist_ok=True)
@@ -282,7 +415,8 @@ def _write_trial_files(env: TrialEnv, trial: int, node: TreeNode, log: Transcrip
                                                 "duplicate_of": node.duplicate_of, "reason": node.reason,
                                                 "widths": node.widths, "params": node.params, "flops": node.flops,
                                                 "metrics": node.metrics, "cost": node.cost,
-                                                "errors": [e.model_dump() for e in node.errors]}, indent=2))
+                                                "errors": [e.model_dump() for e in node.errors],
+                                                "other_nodes": _other_nodes(env, trial, node)}, indent=2))
     if env.export and node.status == "trained":
         from graphs.compile import build_model
         from graphs.export import export_source

@@ -32,11 +32,11 @@ if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
 import torch  # noqa: E402
-import torch.nn.functional as F  # noqa: E402
 
 from graphs.compile import build_model  # noqa: E402
 from graphs.nb201 import Nb201Table, TABLE_DATASETS, arch_to_block, dataset_columns  # noqa: E402
 from training.proxies import PROXIES, rank_correlations, score  # noqa: E402
+from training.screening import minibatch  # noqa: E402
 
 DEFAULT_TABLE = ROOT.parent / "shared" / "data" / "nb201_cifar.csv"
 
@@ -54,35 +54,6 @@ TOLERANCE = 0.05
 
 
 # ------------------------------------------------------------------------------------- data
-
-
-def minibatch(dataset: str, image_size: int, num_classes: int, data_root: str | None, batch: int,
-              seed: int) -> tuple[torch.Tensor, torch.Tensor, str]:
-    """A seeded minibatch of the dataset's training split, normalised: the real images when
-    `data_root` has them, else digits resized to the input shape. Returns (x, y, source line)."""
-    from training.datasets import DatasetError, load_dataset
-
-    source, ds = None, None
-    if data_root:
-        try:
-            ds = load_dataset(dataset, data_root, seed=seed, download=False)
-            source = f"{dataset} training images from {data_root}"
-        except DatasetError as exc:
-            source = f"no {dataset} files under {data_root} ({type(exc).__name__}); "
-    if ds is None:
-        ds = load_dataset("digits", None, seed=seed)
-        source = (source or f"no --data-root for {dataset}; ") + (
-            f"sklearn digits (8x8 gray, replicated to 3 channels) resized to {image_size}x{image_size}, "
-            f"labels 0-9 of {num_classes} classes: NOT the published setting")
-    g = torch.Generator().manual_seed(seed)
-    idx = torch.randperm(len(ds.train), generator=g)[:batch]
-    x = ds.train.x[idx].float() / 255.0
-    mean = torch.tensor(ds.mean).view(1, -1, 1, 1)
-    std = torch.tensor(ds.std).view(1, -1, 1, 1)
-    x = (x - mean) / std
-    if x.shape[-1] != image_size or x.shape[-2] != image_size:
-        x = F.interpolate(x, size=(image_size, image_size), mode="bilinear", align_corners=False)
-    return x.contiguous(), ds.train.y[idx].clone(), source
 
 
 # ------------------------------------------------------------------------------------- work
@@ -160,7 +131,9 @@ def main(argv: list[str] | None = None) -> int:
     batches, sources = {}, {}
     for d in datasets:
         shape = dataset_shape(d)
-        x, y, src = minibatch(d, shape.image_size, shape.num_classes, args.data_root, args.batch, args.seed)
+        x, y, src = minibatch(d, shape.image_size, args.data_root, args.batch, args.seed)
+        if src.startswith("no "):
+            src += f" (labels 0-9 of {shape.num_classes} classes): NOT the published setting"
         batches[d], sources[d] = (x, y), src
 
     threads = 1 if args.jobs > 1 else torch.get_num_threads()

@@ -3,6 +3,12 @@ training (the NB201 table answers every candidate).
 
     python bench/search_quality.py                        # offline team, random, rea; CIFAR-10/100; 20 seeds; 100 trials
     python bench/search_quality.py --designers team --llm openai --llm-cache ~/nb201-cache --seeds 5 --trials 25
+    python bench/search_quality.py --designers team,team+screen,random,random+screen --datasets cifar100
+
+A designer written NAME+screen is NAME with proxy screening (`screen.k=--screen-k
+screen.proxy=--screen-proxy`): each trial designs k candidates and only the best by the proxy is
+looked up, so a curve still counts one evaluated design per trial. No other proxy is computed
+(`proxies.names=[]`): unscreened runs score nothing.
 
 Every run is the product's own loop (main.py's config, `space=nb201 macro=nb201
 evaluator.name=nb201_table designer=D dataset=DS seed=S`), so designers differ only in the designer.
@@ -51,16 +57,23 @@ class Job:
     cache: str | None
     extra: tuple[str, ...]
     run_dir: str
+    screen_k: int = 3
+    screen_proxy: str = "synflow"
 
     @property
     def name(self) -> str:
         return f"{self.designer}-{self.dataset}-s{self.seed}"
 
     def overrides(self) -> list[str]:
+        designer, _, variant = self.designer.partition("+")
         out = ["space=nb201", "macro=nb201", "evaluator.name=nb201_table", f"evaluator.table={self.table}",
-               "evaluator.out_of_space=skip", f"designer={self.designer}", f"dataset={self.dataset}",
+               "evaluator.out_of_space=skip", f"designer={designer}", f"dataset={self.dataset}",
                f"seed={self.seed}", f"trials={self.trials}", f"llm={self.llm}", "memory.embedder=hashing",
-               "export=false", "progress=false"]
+               "export=false", "progress=false", "proxies.names=[]"]
+        if variant == "screen":
+            out += [f"screen.k={self.screen_k}", f"screen.proxy={self.screen_proxy}"]
+        elif variant:
+            raise ValueError(f"designer variant {self.designer!r}: the only variant is NAME+screen")
         if self.cache:
             out.append(f"llm.cache={Path(self.cache) / self.name}")
         return out + list(self.extra)
@@ -107,7 +120,8 @@ def best_curve(tree, trials: int) -> list[tuple[float, float]]:
 
 
 def trial_counts(tree) -> dict:
-    """Distinct candidates (evaluated or not, but never a repeat) and out-of-space trials."""
+    """Distinct candidates (evaluated, screened out or not, but never a repeat) among all candidates
+    (with screening a trial has several), and out-of-space ones."""
     trials = [n for n in tree.nodes if n.trial]
     repeats = sum(1 for n in trials if n.status == "duplicate" or (n.reason or "").startswith("repeat of node"))
     outside = sum(1 for n in trials if (n.reason or "") == "not in table"
@@ -137,7 +151,7 @@ def summarize(results: list[dict], trials: int) -> tuple[list[str], dict]:
         groups.setdefault((r["job"].designer, r["job"].dataset), []).append(r)
     marks = [c for c in CHECKPOINTS if c <= trials] or [trials]
     head = "| designer | dataset | seeds | " + " | ".join(f"test @ {c} trials" for c in marks) + \
-           " | distinct / trials | out of space |"
+           " | distinct / candidates | out of space |"
     rows = [head, "|" + "---|" * (5 + len(marks))]
     curves = {}
     for (designer, dataset), rs in sorted(groups.items()):
@@ -226,6 +240,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--table", default=str(DEFAULT_TABLE), help="the NB201 CSV (README: The NB201 table)")
     ap.add_argument("--llm", default="offline", help="the team's model: a conf/llm option")
     ap.add_argument("--llm-cache", default=None, help="record the model's answers here; a rerun replays them free")
+    ap.add_argument("--screen-k", type=int, default=3, help="designs per trial of a NAME+screen designer")
+    ap.add_argument("--screen-proxy", default="synflow", help="the proxy of a NAME+screen designer")
     ap.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="any other config override")
     ap.add_argument("--jobs", type=int, default=os.cpu_count() or 1, help="runs in parallel (processes)")
     ap.add_argument("--out", default=str(ROOT / "bench" / "results"), help="folder for the csv, md and png")
@@ -239,7 +255,7 @@ def main(argv: list[str] | None = None) -> int:
     out.mkdir(parents=True, exist_ok=True)
     scratch = Path(args.keep_runs) if args.keep_runs else Path(tempfile.mkdtemp(prefix="search_quality-"))
     jobs = [Job(d, ds, s, args.trials, str(Path(args.table).resolve()), args.llm, args.llm_cache, tuple(args.set),
-                str(scratch / f"{d}-{ds}-s{s}"))
+                str(scratch / f"{d}-{ds}-s{s}"), args.screen_k, args.screen_proxy)
             for d in args.designers.split(",") for ds in args.datasets.split(",") for s in range(args.seeds)]
     for j in jobs:
         if Path(j.run_dir).exists():

@@ -4,8 +4,9 @@ Node 0 is the root (the starting architecture). Every other node is one trial's 
 to the node the trial started from: `trained` (metrics from the trainer), `duplicate` (isomorphic to
 an existing node; not trained again, `duplicate_of` names the original and the original's metrics
 are reused), `invalid` (the Modifier never produced a valid block; `errors` holds the validator's
-issues), `failed` (training or the model client failed; `reason` says why) or `pending` (added
-before training finished).
+issues), `failed` (training or the model client failed; `reason` says why), `screened` (a valid design
+that a training-free proxy ranked below another design of its trial; its scores are in
+`metrics["proxies"]`, it was not trained) or `pending` (added before training finished).
 
 - Blocks are stored as canonical text (`graphs.ir.print_block`) with the canonical hash of the base
   block; `stem` / `downsample` are None where the macro's defaults are used. Invalid and failed
@@ -44,10 +45,12 @@ __all__ = [
 SCHEMA = "nader.modification_tree"
 SCHEMA_VERSION = 1
 
-Status = Literal["trained", "duplicate", "invalid", "failed", "pending"]
-STATUSES: tuple[str, ...] = ("trained", "duplicate", "invalid", "failed", "pending")
+# screened: a valid design that a proxy ranked below another candidate of its trial (screen.k > 1):
+# scored, not trained, kept so that it is never proposed again.
+Status = Literal["trained", "duplicate", "invalid", "failed", "pending", "screened"]
+STATUSES: tuple[str, ...] = ("trained", "duplicate", "invalid", "failed", "pending", "screened")
 # Statuses whose block must be readable (a duplicate is a readable block isomorphic to another).
-_NEEDS_BLOCK = ("trained", "duplicate", "pending")
+_NEEDS_BLOCK = ("trained", "duplicate", "pending", "screened")
 # A node counts as an original for duplicate detection when it is trained (or is the root).
 ORIGINAL_STATUSES = ("trained",)
 _ROOT_STATUSES = ("trained", "pending", "failed")
@@ -259,6 +262,8 @@ def _child_line(c: TreeNode, pv: float | None) -> str:
                   (f" (reason: {_shorten(c.reason, 80)})" if c.reason and not errs else "")
     elif c.status == "failed":
         outcome = f"failed: {_shorten(c.reason, 100) or 'no reason recorded'}"
+    elif c.status == "screened":
+        outcome = f"screened out, not trained: {_shorten(c.reason, 100) or 'ranked below another design'}"
     else:
         outcome = "pending (training not finished)"
     parts = [f"- #{c.id} {outcome}", f"plan: {_shorten(c.proposal) or '(none recorded)'}"]

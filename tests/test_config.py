@@ -108,10 +108,17 @@ def _cases(tmp: Path, silent_port: int) -> list[tuple[str, list[str]]]:
         ("llm.base_url", ["llm=openai_compatible", "llm.model=m", f"llm.base_url={dead}/v1"]),
         ("llm.base_url", ["llm=openai_compatible", "llm.model=m", f"llm.base_url=http://127.0.0.1:{silent_port}/v1",
                           "llm.timeout_s=1"]),
+        ("screen.k", ["screen.k=0"]),
+        ("screen.k", ["screen.k=33"]),
+        ("screen.k", ["screen.k=two"]),
+        ("screen.proxy", ["screen.proxy=nosuch"]),
+        ("proxies.names", ["proxies.names=[synflow,nosuch]"]),
+        ("proxies.names", ["proxies.names=[synflow,synflow]"]),
+        ("proxies.batch", ["proxies.batch=0"]),
     ]
 
 
-CASES = 57
+CASES = 64
 
 
 @pytest.fixture(scope="module")

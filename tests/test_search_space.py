@@ -12,7 +12,8 @@ from scripted_clients import records, run_loop, texts
 
 TABLE = ROOT.parent / "shared" / "data" / "nb201_cifar.csv"
 NB201 = ["space=nb201", "evaluator.name=nb201_table", f"evaluator.table={TABLE}", "evaluator.out_of_space=skip",
-         "dataset=cifar100", "memory.embedder=hashing", "export=false", "progress=false"]
+         "dataset=cifar100", "memory.embedder=hashing", "export=false", "progress=false",
+         "proxies.names=[]"]
 
 pytestmark = pytest.mark.skipif(not TABLE.is_file(), reason="the shared NB201 table is not beside the checkout")
 
