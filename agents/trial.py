@@ -83,7 +83,6 @@ class Candidate:
     flops: int
     scores: object | None  # training.screening.ProxyScores
     common: dict           # trial, proposal, inspiration of the node it becomes
-    plan: str = ""
 
     def metrics(self) -> dict:
         return self.scores.as_metrics() if self.scores is not None else {}
@@ -252,7 +251,7 @@ def prepare_design(env: TrialEnv, parent: TreeNode, block: Block, log: Transcrip
         log.note("trial", f"the same design as node {earlier.id} ({earlier.status}): not evaluated again")
         return env.tree.add(parent.id, str(block), status="invalid",
                             reason=f"repeat of node {earlier.id} ({earlier.status}); not evaluated again", **common)
-    again = next((label for b, label in env.drafted if same_block(b, block)), None)
+    again = env.earlier(block)  # the tree was checked above: this finds the trial's own earlier designs
     if again is not None:
         log.note("trial", f"the same design as {again}: not evaluated again")
         return env.tree.add(parent.id, str(block), status="invalid", reason=f"repeat of {again}", **common)
@@ -269,7 +268,7 @@ def prepare_design(env: TrialEnv, parent: TreeNode, block: Block, log: Transcrip
         shown = ", ".join(f"{k} {v:.4g}" if v is not None else f"{k} n/a" for k, v in scores.scores.items())
         log.note("proxies", f"{shown} ({scores.seconds:.2f} s; data: {scores.data})"
                  + (f"; error: {scores.error}" if scores.error else ""))
-    return Candidate(block, x, widths, params, flops, scores, dict(common, parent=parent.id), common.get("proposal") or "")
+    return Candidate(block, x, widths, params, flops, scores, dict(common, parent=parent.id))
 
 
 async def settle(env: TrialEnv, trial: int, candidates: list[Candidate], log: Transcript) -> TreeNode:
