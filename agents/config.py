@@ -291,6 +291,7 @@ class RunConfig(_Strict):
     proxies: ProxiesConfig
     screen: ScreenConfig
     trials: StrictInt = Field(ge=0, le=100_000)
+    parallel: StrictInt = Field(ge=1, le=64)
     seed: StrictInt = Field(ge=0, le=2**32 - 1)
     max_rounds: StrictInt = Field(ge=1, le=50)
     budget: BudgetConfig

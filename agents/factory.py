@@ -230,7 +230,8 @@ def build_run(cfg: DictConfig, run_dir: Path, console: Console, conf_dir: Path =
                            policy=cfg.search.policy, policy_options=dict(cfg.search.get("options") or {}),
                            budget=budget, max_rounds=int(cfg.max_rounds), export=bool(cfg.export),
                            space=run_space(cfg), designer=run_designer(cfg), scorer=run_scorer(cfg),
-                           screen_k=int(cfg.screen.k), screen_proxy=str(cfg.screen.proxy))
+                           screen_k=int(cfg.screen.k), screen_proxy=str(cfg.screen.proxy),
+                           parallel=int(cfg.parallel))
     root = check_root(root_block_text(cfg), cfg, budget)
     _check_saved_tree(run_dir / "tree.json")
     sources = _read_sources(cfg)

@@ -53,6 +53,11 @@ class Interrupt:
         step and the launchers pass it up (a failing model is a result; an interrupt is not)."""
         if self.requested:
             raise KeyboardInterrupt
+        if threading.current_thread() is not threading.main_thread():
+            # Trials side by side (parallel > 1) train in worker threads: raising in the main thread
+            # would not reach them; a SIGINT cancels the run's task, and the trainings end on their own.
+            yield
+            return
         self._training = True
         try:
             yield

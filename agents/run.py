@@ -4,6 +4,7 @@ run can be resumed from its directory."""
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import json
 import random
 import time
@@ -17,9 +18,9 @@ from rich.console import Console
 from graphs.atomic import atomic_write
 from graphs.cost import Budget, BudgetError, fit_design
 from graphs.ir import parse_block
-from graphs.search import select
+from graphs.search import select, with_in_flight
 from graphs.space import Space
-from graphs.tree import ModificationTree
+from graphs.tree import ModificationTree, TreeNode
 from graphs.validate import check
 from tools.memory import Memory
 from tools.training_tools import TrainArgs, training_tool
@@ -27,7 +28,7 @@ from tools.training_tools import TrainArgs, training_tool
 from .interrupt import Interrupt, RunInterrupted
 from .llm import UsageLedger
 from .designers import Designer
-from .trial import TrialEnv, run_designer_trial, run_trial
+from .trial import Staged, TrialEnv, commit_trial, run_designer_trial, run_trial
 
 
 class RunError(RuntimeError):
@@ -52,6 +53,7 @@ class RunSettings:
     scorer: Callable | None = None  # training.screening.ProxyScorer: proxy scores of every candidate
     screen_k: int = 1               # designs per trial; the best by screen_proxy is trained
     screen_proxy: str = "synflow"
+    parallel: int = 1               # trials in flight at once
 
 
 @dataclass
@@ -98,11 +100,12 @@ async def run_design(settings: RunSettings, run_dir: Path, root_block: str, clie
     run_dir.mkdir(parents=True, exist_ok=True)
     tree_path = run_dir / "tree.json"
     usage_path = run_dir / "usage.json"
-    train_tool = training_tool(train)
+    # Side by side, each training runs in a worker thread so that the other trials' model calls go on.
+    train_tool = training_tool(train if settings.parallel == 1 else (lambda args: asyncio.to_thread(train, args)))
     if tree_path.exists():
         tree = ModificationTree.load(tree_path)
         console.print(f"resuming {tree_path}: {len(tree)} nodes")
-        ledger.set_aside(max((n.trial or 0) for n in tree.nodes))
+        ledger.set_aside(finished_trials(tree))
     elif spent := ledger.exceeded():  # e.g. the Reader spent the budget: nothing more starts, not even the root
         ledger.stop(f"{spent}; the root was not trained")
         console.print(f"[yellow]stopping: {ledger.stopped}[/]")
@@ -123,44 +126,76 @@ async def run_design(settings: RunSettings, run_dir: Path, root_block: str, clie
                    macro=settings.macro, budget=settings.budget, max_rounds=settings.max_rounds, run_dir=run_dir,
                    export=settings.export, ledger=ledger, redact=redact, space=settings.space,
                    scorer=settings.scorer, screen_k=settings.screen_k, screen_proxy=settings.screen_proxy)
-    done = max((n.trial or 0) for n in tree.nodes)
+    finished = {n.trial for n in tree.nodes if n.trial}
+    todo = [t for t in range(1, settings.trials + 1) if t not in finished]
     rng = random.Random(settings.seed)
-    stopped = ledger.exceeded() if done < settings.trials else None
-    for trial in range(done + 1, settings.trials + 1):
-        if stopped:
-            break
-        if interrupt is not None and interrupt.requested:
-            raise RunInterrupted(None, f"before trial {trial}")
-        began = time.perf_counter()
-        parent = select(tree, settings.policy, rng, **settings.policy_options)
+    stopped = ledger.exceeded() if todo else None
+    flights: dict[asyncio.Task, _Flight] = {}
+
+    def start(trial: int) -> _Flight:
+        # The policy sees the trials in flight as taken expansions (graphs.search.with_in_flight).
+        view = with_in_flight(tree, [f.parent.id for f in flights.values()])
+        parent = tree.get(select(view, settings.policy, rng, **settings.policy_options).id)
         if settings.designer is None:
             console.print(f"[bold]trial {trial}/{settings.trials}[/]: improving node {parent.id} "
                           f"(valid {parent.valid_acc:.2f}%)")
         else:  # a baseline picks its own parent (rea) or none (random)
             console.print(f"[bold]trial {trial}/{settings.trials}[/]: designer {settings.designer.name}")
-        try:
-            with ledger.charging(str(trial)):
-                node = (await run_trial(env, trial, parent) if settings.designer is None
-                        else await run_designer_trial(env, trial, parent, settings.designer,
-                                                      random.Random(f"{settings.seed}:{trial}")))
-        except (asyncio.CancelledError, KeyboardInterrupt):
-            if interrupt is None or not interrupt.requested:
-                raise
-            task = asyncio.current_task()
-            while task is not None and task.cancelling():  # handled here: later awaits must not be cancelled
-                task.uncancel()
-            ledger.save(usage_path)  # the stopped trial's calls were spent; resume sets them aside
-            raise RunInterrupted(trial, f"during trial {trial}") from None
-        tree.save(tree_path)
-        stopped = ledger.exceeded() if trial < settings.trials else None
-        ledger.stop(f"{stopped}; stopped after trial {trial}" if stopped else None)
-        ledger.save(usage_path)
-        _append_timeline(run_dir, trial, node, time.perf_counter() - began, ledger.totals(str(trial)))
-        acc = f", valid {node.valid_acc:.2f}%" if node.status == "trained" else ""
-        why = f" ({node.reason})" if node.reason else (f" of node {node.duplicate_of}" if node.duplicate_of else "")
-        screened = sum(1 for n in tree.nodes if n.trial == trial and n.status == "screened")
-        picked = f" (best of {screened + 1} by {settings.screen_proxy}; {screened} screened out)" if screened else ""
-        console.print(f"  -> node {node.id}: {node.status}{why}{acc}{picked}")
+        fork = tree.fork()  # the trial adds its nodes here; the driver alone changes the run's tree
+        return _Flight(trial, parent, fork, len(fork), time.perf_counter(), time.time(),
+                       dataclasses.replace(env, tree=fork, drafted=[], trial=trial, run_tree=tree))
+
+    async def run_one(f: _Flight) -> Staged:
+        with ledger.charging(str(f.trial)):
+            if settings.designer is None:
+                return await run_trial(f.env, f.trial, f.parent)
+            return await run_designer_trial(f.env, f.trial, f.parent, settings.designer,
+                                            random.Random(f"{settings.seed}:{f.trial}"))
+
+    try:
+        while True:
+            finished_now: list[tuple[_Flight, Staged]] = []
+            while todo and not stopped and len(flights) < settings.parallel:
+                if interrupt is not None and interrupt.requested:
+                    raise RunInterrupted(None, f"before trial {todo[0]}")
+                f = start(todo.pop(0))
+                if settings.parallel == 1:  # one at a time, in this task: as before, and Ctrl-C stops training at once
+                    flights[asyncio.current_task()] = f
+                    finished_now.append((f, await run_one(f)))
+                    flights.clear()
+                    break  # committed below before the next one is selected
+                else:
+                    flights[asyncio.create_task(run_one(f))] = f
+            if not finished_now:
+                if not flights:
+                    break
+                done, _ = await asyncio.wait(flights, return_when=asyncio.FIRST_COMPLETED)
+                finished_now = [(flights.pop(t), t.result()) for t in sorted(done, key=lambda t: flights[t].trial)]
+            for f, staged in finished_now:
+                node = commit_trial(env, f.fork, f.since, staged)
+                tree.save(tree_path)
+                if not stopped:
+                    stopped = ledger.exceeded() if todo else None
+                    ledger.stop(f"{stopped}; stopped after trial {f.trial}" if stopped else None)
+                ledger.save(usage_path)
+                _append_timeline(run_dir, f, node, ledger.totals(str(f.trial)))
+                _report(console, tree, f.trial, node, settings)
+    except (asyncio.CancelledError, KeyboardInterrupt):
+        others = [t for t in flights if t is not asyncio.current_task()]
+        for t in others:
+            t.cancel()
+        if interrupt is None or not interrupt.requested:
+            raise
+        task = asyncio.current_task()
+        while task is not None and task.cancelling():  # handled here: later awaits must not be cancelled
+            task.uncancel()
+        await asyncio.gather(*others, return_exceptions=True)
+        ledger.save(usage_path)  # the stopped trials' calls were spent; resume sets them aside
+        stopped_trials = sorted(f.trial for f in flights.values())
+        if not stopped_trials:
+            raise RunInterrupted(None, "between trials") from None
+        raise RunInterrupted(stopped_trials[0], "during trial" + ("s " if len(stopped_trials) > 1 else " ")
+                             + ", ".join(map(str, stopped_trials))) from None
     if stopped:
         ledger.stop(ledger.stopped or f"{stopped}; no trial started")
         console.print(f"[yellow]stopping: {ledger.stopped}[/]; the tree is saved in {tree_path}")
@@ -180,12 +215,36 @@ async def run_design(settings: RunSettings, run_dir: Path, root_block: str, clie
     return summary
 
 
-def _append_timeline(run_dir: Path, trial: int, node, seconds: float, usage: dict) -> None:
-    """timeline.jsonl: one line per finished trial with its whole time in the loop (selection,
-    design, evaluation, saving) and the evaluation's own time, so the loop's overhead per trial can
-    be read off (bench/search_quality.py); plus its prompt and completion tokens."""
+@dataclass
+class _Flight:
+    """A trial in flight: its parent, the fork of the tree it adds nodes to, and its own env."""
+
+    trial: int
+    parent: TreeNode
+    fork: ModificationTree
+    since: int
+    began: float       # perf_counter, for its duration
+    started_at: float  # Unix time, for the timeline
+    env: TrialEnv
+
+
+def _report(console: Console, tree: ModificationTree, trial: int, node: TreeNode, settings: RunSettings) -> None:
+    acc = f", valid {node.valid_acc:.2f}%" if node.status == "trained" else ""
+    why = f" ({node.reason})" if node.reason else (f" of node {node.duplicate_of}" if node.duplicate_of else "")
+    screened = sum(1 for n in tree.nodes if n.trial == trial and n.status == "screened")
+    picked = f" (best of {screened + 1} by {settings.screen_proxy}; {screened} screened out)" if screened else ""
+    console.print(f"  -> trial {trial}: node {node.id}: {node.status}{why}{acc}{picked}")
+
+
+def _append_timeline(run_dir: Path, f: _Flight, node, usage: dict) -> None:
+    """timeline.jsonl: one line per finished trial (in the order they finish) with its whole time in
+    the loop (selection, design, evaluation, saving) and the evaluation's own time, so the loop's
+    overhead per trial can be read off (bench/search_quality.py); when it started and ended (Unix
+    seconds: trials side by side overlap); the node it started from; its prompt and completion tokens."""
     evaluated = float((node.metrics or {}).get("wall_time_s") or 0.0) if node.status in ("trained", "failed") else 0.0
-    line = {"trial": trial, "node": node.id, "status": node.status, "seconds": round(seconds, 4),
+    line = {"trial": f.trial, "node": node.id, "parent": f.parent.id, "status": node.status,
+            "seconds": round(time.perf_counter() - f.began, 4), "started": round(f.started_at, 3),
+            "ended": round(time.time(), 3),
             "eval_seconds": round(evaluated, 4), "prompt_tokens": usage["prompt_tokens"],
             "completion_tokens": usage["completion_tokens"]}
     with open(run_dir / "timeline.jsonl", "a") as fh:  # appended: a line per trial, never rewritten
@@ -215,6 +274,13 @@ def write_best(tree: ModificationTree, run_dir: Path, settings: RunSettings) -> 
                                                   "params": best.params, "flops": best.flops,
                                                   "metrics": best.metrics}, indent=2))
     return out
+
+
+def finished_trials(tree: ModificationTree) -> int | list[int]:
+    """The trials the tree holds: the last one when they are 1..n, else the list (trials that ran
+    side by side can finish out of order)."""
+    done = sorted({n.trial for n in tree.nodes if n.trial})
+    return len(done) if done == list(range(1, len(done) + 1)) else done
 
 
 def summarize(tree: ModificationTree) -> RunSummary:

@@ -54,22 +54,39 @@ class TrialEnv:
     screen_proxy: str = "synflow"
     # This trial's valid designs so far (screening): a repeat of one is a repeat like any other.
     drafted: list[tuple[Block, str]] = field(default_factory=list)
+    # Candidates of trials in flight side by side (block, label, trial), shared by them all: one
+    # design is not evaluated by two trials at once.
+    reserved: list[tuple[Block, str, int]] = field(default_factory=list)
+    trial: int = 0  # the trial this env belongs to (its own reservations are not repeats for it)
+    # The run's tree, live, when `tree` is this trial's fork of it: nodes that trials beside this one
+    # added after it began are repeats too.
+    run_tree: ModificationTree | None = None
 
     def earlier(self, block: Block) -> str | None:
         """How an earlier candidate of this run with the same design is described to the agents;
         None when the design is new."""
         n = self.tree.find_candidate(block)
+        if n is None and self.run_tree is not None and self.run_tree is not self.tree:
+            n = self.run_tree.find_candidate(block)
         if n is not None:
             return f"node {n.id} ({'the root' if n.trial in (None, 0) else f'trial {n.trial}'}, {n.status})"
-        return next((label for b, label in self.drafted if same_block(b, block)), None)
+        mine = next((label for b, label in self.drafted if same_block(b, block)), None)
+        return mine or next((label for b, label, t in self.reserved if t != self.trial and same_block(b, block)), None)
+
+    def hold(self, block: Block) -> None:
+        """Hold a design this trial's validator passed against trials running beside it."""
+        self.reserved.append((block, f"{IN_FLIGHT} {self.trial}, in progress", self.trial))
 
     def is_new(self, block: Block) -> bool:
         return self.earlier(block) is None
 
 
 # With screening, design sessions beyond k that a trial may run when some of its designs are not
-# valid, new and within the budget.
+# valid, new and within the budget; without, sessions a trial may add when a trial running beside
+# it took its design first.
 SCREEN_SPARE_SESSIONS = 2
+IN_FLIGHT = "a design of trial"
+TAKEN_BESIDE = "taken by a trial running beside this one"
 
 
 @dataclass
@@ -103,7 +120,7 @@ def task_message(trial: int, node: TreeNode, tree: ModificationTree, space: Spac
         where = describe_space() + cell
     if drafted:  # screening: this trial's earlier designs, so that the next one differs
         shown = "\n".join(f"- {label}: {space.arch_of(b) or _one_line_block(b)}" for b, label in drafted)
-        children += f"\nDesigns already drafted in this trial (screening: draft a different one):\n{shown}"
+        children += f"\nDesigns already drafted in this trial or by trials in progress (draft a different one):\n{shown}"
     return design_task(trial, node.id, f"validation accuracy {acc}, {node.params or 0:,} params, "
                        f"{node.flops or 0:,} FLOPs", node.block, children, space=space.name, space_text=where)
 
@@ -112,9 +129,35 @@ def _one_line_block(block: Block) -> str:
     return " ".join(str(block).split())[:300]
 
 
-async def run_trial(env: TrialEnv, trial: int, parent: TreeNode) -> TreeNode:
+@dataclass
+class Staged:
+    """A finished trial whose nodes are still on its own fork of the tree (`env.tree`); `commit_trial`
+    brings them into the run's tree."""
+
+    trial: int
+    node: TreeNode  # the node the trial ends with (trained, or why not), in the fork
+    parent: TreeNode
+    log: Transcript
+    team: bool      # designed by the agents (their outcome is written to the experience base)
+
+
+def commit_trial(env: TrialEnv, fork: ModificationTree, since: int, staged: Staged) -> TreeNode:
+    """The driver's step after a trial: the fork's nodes (from id `since`) join the run's tree
+    (`env.tree`) with the next ids, the outcome goes to the experience base and the trial's files are
+    written. The trial's node, as it now is in the run's tree."""
+    moved = env.tree.adopt(fork, since)
+    node = env.tree.get(moved[staged.node.id])
+    if staged.team and node.status == "trained":
+        _write_outcome_experience(env, staged.trial, staged.parent, node, node.proposal or "")
+    _write_trial_files(env, staged.trial, node, staged.log)
+    env.reserved[:] = [r for r in env.reserved if r[2] != staged.trial]
+    return node
+
+
+async def run_trial(env: TrialEnv, trial: int, parent: TreeNode) -> Staged:
     """The team designs on `parent`: once, or with screening until `screen_k` valid new designs
-    are in hand (at most SCREEN_SPARE_SESSIONS more sessions); the node the trial ends with."""
+    are in hand (at most SCREEN_SPARE_SESSIONS more sessions). Nodes are added to `env.tree`, which
+    is the trial's own fork of the run's tree (ModificationTree.fork)."""
     start = time.perf_counter()
     log = Transcript()
 
@@ -131,12 +174,8 @@ async def run_trial(env: TrialEnv, trial: int, parent: TreeNode) -> TreeNode:
     else:
         tokens, dollars = sum(r["prompt_tokens"] + r["completion_tokens"] for r in log.records), 0.0
     node = await settle(env, trial, candidates, log) if candidates else ended[-1]
-    if node.status == "trained":
-        _write_outcome_experience(env, trial, parent, node, node.proposal or "")
     cost = {"tokens": tokens, "dollars": dollars, "seconds": round(time.perf_counter() - start, 2)}
-    node = env.tree.update(node.id, cost=cost)
-    _write_trial_files(env, trial, node, log)
-    return node
+    return Staged(trial, env.tree.update(node.id, cost=cost), parent, log, team=True)
 
 
 async def gather_candidates(env: TrialEnv, design) -> tuple[list[Candidate], list[TreeNode]]:
@@ -147,17 +186,22 @@ async def gather_candidates(env: TrialEnv, design) -> tuple[list[Candidate], lis
     candidates: list[Candidate] = []
     ended: list[TreeNode] = []
     sessions = 1 if env.screen_k == 1 else env.screen_k + SCREEN_SPARE_SESSIONS
-    for session in range(1, sessions + 1):
-        if len(candidates) == env.screen_k:
-            break
+    session, spare = 0, SCREEN_SPARE_SESSIONS
+    while session < sessions and len(candidates) < env.screen_k:
+        session += 1
         outcome = await design(session, len(candidates))
         if isinstance(outcome, Candidate):
             candidates.append(outcome)
             env.drafted.append((outcome.block, f"design {session} of this trial"))
+            env.hold(outcome.block)
             continue
         ended.append(outcome)
         if outcome.status == "failed":  # the model client failed: more sessions would fail the same way
             break
+        if (outcome.reason or "").endswith(TAKEN_BESIDE) and spare > 0 and env.screen_k == 1:
+            # Another trial in flight took this design while this one was drafting: design again,
+            # now that the other's design is known (it is in the task and the tools' repeat checks).
+            sessions, spare = sessions + 1, spare - 1
     return candidates, ended
 
 
@@ -165,7 +209,7 @@ async def _team_session(env: TrialEnv, trial: int, parent: TreeNode, log: Transc
     """One conversation of the team on `parent`: a candidate, or the node of a design that is not
     one (added to the tree)."""
     draft = Draft.start(parent.block)
-    check = validate_tool(draft, space=env.space, seen=env.earlier)
+    check = validate_tool(draft, space=env.space, seen=env.earlier, on_valid=env.hold)
     in_cells = [cells_tool(env.earlier)] if env.space.name != "open" else []  # repeats ruled out before drafting
     tools = RoleTools(
         proposer=[knowledge_tool(env.memory.knowledge), inspect_tree_tool(env.tree),
@@ -177,7 +221,8 @@ async def _team_session(env: TrialEnv, trial: int, parent: TreeNode, log: Transc
     own = Transcript()
     error = None
     try:
-        async for item in team.run_stream(task=task_message(trial, parent, env.tree, env.space, env.drafted)):
+        shown = env.drafted + [(b, label) for b, label, t in env.reserved if t != trial]
+        async for item in team.run_stream(task=task_message(trial, parent, env.tree, env.space, shown)):
             own.add(item)
     except Exception as exc:  # noqa: BLE001 - a failing model client ends this trial, not the run
         own.note("trial", env.redact(f"model client error: {type(exc).__name__}: {exc}"))  # with traceback
@@ -204,7 +249,7 @@ async def _team_session(env: TrialEnv, trial: int, parent: TreeNode, log: Transc
     return prepare_design(env, parent, draft.block, log, common)
 
 
-async def run_designer_trial(env: TrialEnv, trial: int, parent: TreeNode, designer, rng) -> TreeNode:
+async def run_designer_trial(env: TrialEnv, trial: int, parent: TreeNode, designer, rng) -> Staged:
     """A trial of a baseline designer (agents.designers): no model, no team; its proposals go
     through the same checks, deduplication, budget fit, screening and evaluation as the team's."""
     start = time.perf_counter()
@@ -225,8 +270,7 @@ async def run_designer_trial(env: TrialEnv, trial: int, parent: TreeNode, design
     node = await settle(env, trial, candidates, log) if candidates else ended[-1]
     node = env.tree.update(node.id, cost={"tokens": 0, "dollars": 0.0,
                                           "seconds": round(time.perf_counter() - start, 2)})
-    _write_trial_files(env, trial, node, log)
-    return node
+    return Staged(trial, node, parent, log, team=False)
 
 
 def _design_issues(env: TrialEnv, block: Block) -> list[Issue]:
@@ -251,10 +295,15 @@ def prepare_design(env: TrialEnv, parent: TreeNode, block: Block, log: Transcrip
         log.note("trial", f"the same design as node {earlier.id} ({earlier.status}): not evaluated again")
         return env.tree.add(parent.id, str(block), status="invalid",
                             reason=f"repeat of node {earlier.id} ({earlier.status}); not evaluated again", **common)
-    again = env.earlier(block)  # the tree was checked above: this finds the trial's own earlier designs
-    if again is not None:
+    again = next((label for b, label in env.drafted if same_block(b, block)), None)
+    if again is not None:  # screening: a design this trial already has
         log.note("trial", f"the same design as {again}: not evaluated again")
         return env.tree.add(parent.id, str(block), status="invalid", reason=f"repeat of {again}", **common)
+    beside = env.earlier(block)  # taken by a trial running beside this one (in flight, or finished since it began)
+    if beside is not None:
+        log.note("trial", f"the same design as {beside}: not evaluated again")
+        return env.tree.add(parent.id, str(block), status="invalid", reason=f"repeat of {beside}; {TAKEN_BESIDE}",
+                            **common)
 
     try:
         x, widths, params, flops = fit_design(block, env.macro, env.dataset, env.budget)
@@ -287,7 +336,7 @@ async def settle(env: TrialEnv, trial: int, candidates: list[Candidate], log: Tr
         if i == pick:
             continue
         reason = (f"screened out by {env.screen_proxy}: {_score_text(c, env.screen_proxy)} against "
-                  f"{_score_text(chosen, env.screen_proxy)} of node {node.id}, which was trained")
+                  f"{_score_text(chosen, env.screen_proxy)} of the design trial {trial} trained")
         extra = {k: v for k, v in c.common.items() if k != "parent"}
         env.tree.add(c.common["parent"], str(c.block), status="screened", reason=reason, widths=c.widths,
                      params=c.params, flops=c.flops, metrics=c.metrics(), **extra)

@@ -27,7 +27,7 @@ from typing import Callable
 
 from .tree import ModificationTree, TreeNode
 
-__all__ = ["SearchError", "UnknownPolicyError", "Policy", "POLICIES", "select", "dfs", "greedy", "ucb",
+__all__ = ["SearchError", "UnknownPolicyError", "Policy", "POLICIES", "select", "with_in_flight", "dfs", "greedy", "ucb",
            "candidates", "DEFAULT_MAX_CHILDREN", "DEFAULT_UCB_C"]
 
 DEFAULT_MAX_CHILDREN = 3
@@ -187,6 +187,19 @@ def ucb(tree: ModificationTree, rng: random.Random | None = None, *, c: float = 
 
 
 POLICIES: dict[str, Policy] = {"dfs": dfs, "greedy": greedy, "ucb": ucb}
+
+
+def with_in_flight(tree: ModificationTree, parents: list[int]) -> ModificationTree:
+    """The tree as a policy should see it while trials run side by side: a copy with one `pending`
+    child per trial in flight under the node it started from. Every policy counts children of any
+    status, so the next selection knows those expansions are taken (K trials do not all expand the
+    same node unless the policy would choose it anyway). The tree itself is not changed."""
+    if not parents:
+        return tree
+    view = tree.fork()
+    for p in parents:
+        view.add(p, tree.get(p).block, status="pending")
+    return view
 
 
 def _options(fn: Policy) -> set[str]:

@@ -393,6 +393,30 @@ class ModificationTree:
         self.get(parent)
         return self._append(self._build(len(self._nodes), parent, block, status=status, metrics=metrics, **fields))
 
+    def fork(self) -> "ModificationTree":
+        """A copy to stage one trial's nodes on while other trials run: nodes (immutable) and parsed
+        blocks are shared; nodes added to the copy stay there until `adopt` brings them over."""
+        t = ModificationTree.__new__(ModificationTree)
+        t._nodes = list(self._nodes)
+        t._children = {k: list(v) for k, v in self._children.items()}
+        t._blocks = dict(self._blocks)
+        t._index = None if self._index is None else {k: list(v) for k, v in self._index.items()}
+        t._texts = dict(self._texts)
+        return t
+
+    def adopt(self, fork: "ModificationTree", since: int) -> dict[int, int]:
+        """Append the nodes that `fork` added from id `since` on, in their order, with the next ids
+        here (other trials may have added nodes meanwhile); links among them follow. Returns
+        {id in the fork: id here}."""
+        moved: dict[int, int] = {}
+        for n in fork.nodes[since:]:
+            data = {k: getattr(n, k) for k in TreeNode.model_fields if k not in ("id", "parent", "hash")}
+            block, status, metrics = data.pop("block"), data.pop("status"), data.pop("metrics")
+            if data["duplicate_of"] is not None:
+                data["duplicate_of"] = moved.get(data["duplicate_of"], data["duplicate_of"])
+            moved[n.id] = self.add(moved.get(n.parent, n.parent), block, status=status, metrics=metrics, **data).id
+        return moved
+
     def update(self, node_id: int, **changes) -> TreeNode:
         """Replace a node's fields (e.g. pending → trained with metrics); id and parent stay."""
         old = self.get(node_id)

@@ -115,10 +115,12 @@ def _cases(tmp: Path, silent_port: int) -> list[tuple[str, list[str]]]:
         ("proxies.names", ["proxies.names=[synflow,nosuch]"]),
         ("proxies.names", ["proxies.names=[synflow,synflow]"]),
         ("proxies.batch", ["proxies.batch=0"]),
+        ("parallel", ["parallel=0"]),
+        ("parallel", ["parallel=many"]),
     ]
 
 
-CASES = 64
+CASES = 66
 
 
 @pytest.fixture(scope="module")

@@ -49,7 +49,7 @@ def test_screening_k3_trains_one_design_per_trial_and_keeps_two_screened_with_sc
             s = n.metrics["proxies"]
             assert set(s) == {"synflow", "params"} and s["synflow"] is not None
             assert s["synflow"] <= best  # the trained one is the best of its trial by the proxy
-            assert n.valid_acc is None and "screened out by synflow" in n.reason and f"node {trained[0].id}" in n.reason
+            assert n.valid_acc is None and "screened out by synflow" in n.reason and f"the design trial {trial} trained" in n.reason
             assert n.params == s["params"]  # scored as fitted to the budget
         archs |= {make_space("nb201").arch_of(tree.block_of(n.id)) for n in trained + screened}
         # the trial's files name the others; the transcript shows the choice
@@ -165,7 +165,7 @@ def test_a_screened_node_round_trips_and_is_a_repeat_for_later_trials(tmp_path):
     root = arch_to_block(RESNET)
     t.root(str(root), metrics={"valid_acc": 70.0})
     cand = arch_to_block(ALL_CONV)
-    n = t.add(0, str(cand), status="screened", reason="screened out by synflow: 1 against 2 of node 2",
+    n = t.add(0, str(cand), status="screened", reason="screened out by synflow: 1 against 2 of the design trial 1 trained",
               metrics={"proxies": {"synflow": 1.0}}, trial=1)
     t.save(tmp_path / "tree.json")
     back = ModificationTree.load(tmp_path / "tree.json")

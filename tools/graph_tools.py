@@ -92,12 +92,17 @@ def draft_issues(block: Block, kind: str, space: "Space | None" = None, seen: Se
     return issues
 
 
-def validate_tool(draft: Draft, space: "Space | None" = None, seen: SeenFn | None = None) -> TypedTool:
-    """`space`: the run's search space (None: no space check); `seen`: see `draft_issues`."""
+def validate_tool(draft: Draft, space: "Space | None" = None, seen: SeenFn | None = None,
+                  on_valid: Callable[[Block], None] | None = None) -> TypedTool:
+    """`space`: the run's search space (None: no space check); `seen`: see `draft_issues`;
+    `on_valid`: told of each draft the validator passes (the loop holds it against trials running
+    beside this one)."""
 
     def run(args: ValidateArgs) -> ValidateResult:
         issues = draft_issues(draft.block, draft.kind, space, seen)
         draft.validations.append(issues)
+        if not issues and on_valid is not None:
+            on_valid(draft.block)
         return ValidateResult(valid=not issues, errors=[ErrorRecord(node=i.node, code=i.code.value, message=i.message)
                                                         for i in issues], block=str(draft.block))
 

@@ -1,7 +1,7 @@
 """The training launcher tool: trains an approved, budget-fitted design and returns its metrics."""
 from __future__ import annotations
 
-from typing import Callable
+from typing import Awaitable, Callable
 
 from pydantic import BaseModel, Field
 
@@ -21,12 +21,15 @@ class TrainOutcome(ToolResult):
     metrics: dict = {}
 
 
-def training_tool(run_training: Callable[[TrainArgs], dict]) -> TypedTool:
+def training_tool(run_training: Callable[[TrainArgs], dict | Awaitable[dict]]) -> TypedTool:
     """`run_training` is the run's launcher bound to its dataset, macro and trainer profile; it
-    returns the trial result's metrics (status ok or failed, with a reason)."""
+    returns (or, when async, resolves to) the trial result's metrics (status ok or failed, with a
+    reason)."""
 
-    def run(args: TrainArgs) -> TrainOutcome:
+    async def run(args: TrainArgs) -> TrainOutcome:
         m = run_training(args)
+        if hasattr(m, "__await__"):  # trainings of trials side by side run in worker threads
+            m = await m
         ok = m.get("status") == "ok"
         return TrainOutcome(ok=ok, error=None if ok else m.get("reason"), status=m.get("status", "failed"),
                             valid_acc=m.get("final_valid_acc"), test_acc=m.get("final_test_acc"), metrics=m)

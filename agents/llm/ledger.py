@@ -275,13 +275,16 @@ class UsageLedger:
             for c in self.calls:
                 self._append(c.model_dump())
 
-    def set_aside(self, finished: int) -> None:
-        """Calls of trials after `finished` belong to a trial that was interrupted; a resumed run
-        runs it again, so they are kept (they were spent) under their own label, not that trial's.
-        The journal records the step, so that reading it back labels them the same way."""
+    def set_aside(self, finished: int | list[int]) -> None:
+        """Calls of trials that did not finish (after `finished`, or not in it when it is a list:
+        trials that ran side by side may finish out of order) belong to a trial that was
+        interrupted; a resumed run runs it again, so they are kept (they were spent) under their own
+        label, not that trial's. The journal records the step, so that reading it back labels them
+        the same way."""
+        finished = int(finished) if isinstance(finished, int) else sorted(int(t) for t in finished)
         _set_aside(self.calls, finished)
         self._sums = _Sums()  # calls changed trial: count them afresh
-        self._append({"set_aside": int(finished)})
+        self._append({"set_aside": finished})
 
     def summary_lines(self) -> list[str]:
         t = self.totals()
@@ -358,9 +361,10 @@ def _nested(text: str) -> str:
     return text.replace("\n", "\n    ")
 
 
-def _set_aside(calls: list[Call], finished: int) -> None:
+def _set_aside(calls: list[Call], finished: int | list[int]) -> None:
+    done = set(finished) if isinstance(finished, list) else None
     for c in calls:
-        if c.trial.isdigit() and int(c.trial) > finished:
+        if c.trial.isdigit() and (int(c.trial) not in done if done is not None else int(c.trial) > finished):
             c.trial = f"{c.trial}-interrupted"
 
 
@@ -409,7 +413,8 @@ def _mend_tail(path: Path) -> None:
 def _apply(calls: list[Call], line: bytes) -> None:
     entry = json.loads(line)
     if isinstance(entry, dict) and set(entry) == {"set_aside"}:
-        _set_aside(calls, int(entry["set_aside"]))
+        mark = entry["set_aside"]
+        _set_aside(calls, [int(t) for t in mark] if isinstance(mark, list) else int(mark))
     else:
         calls.append(Call.model_validate(entry))
 

@@ -1,0 +1,114 @@
+"""Trials side by side (`parallel=K`, issue 13): every trial number once, no result lost, the policy
+sees the trials in flight, trials overlap, and a run with K=1 is the run it always was."""
+import asyncio
+import json
+from pathlib import Path
+
+import pytest
+
+from agents.offline.client import OfflineDesignerClient
+from conftest import ROOT
+from graphs.search import select, with_in_flight
+from graphs.space import make_space
+from graphs.tree import ModificationTree
+from scripted_clients import run_loop
+
+TABLE = ROOT.parent / "shared" / "data" / "nb201_cifar.csv"
+NB201 = ["space=nb201", "evaluator.name=nb201_table", f"evaluator.table={TABLE}", "evaluator.out_of_space=skip",
+         "dataset=cifar100", "memory.embedder=hashing", "export=false", "progress=false", "proxies.names=[]"]
+
+pytestmark = pytest.mark.skipif(not TABLE.is_file(), reason="the shared NB201 table is not beside the checkout")
+
+
+class SlowClient(OfflineDesignerClient):
+    """The offline designer, with every model call taking a little while (an awaited sleep)."""
+
+    async def create(self, messages, **kwargs):
+        await asyncio.sleep(0.05)
+        return await super().create(messages, **kwargs)
+
+
+def _timeline(run_dir: Path) -> list[dict]:
+    return [json.loads(line) for line in (run_dir / "timeline.jsonl").read_text().splitlines()]
+
+
+def _overlapping_pairs(lines: list[dict]) -> int:
+    return sum(1 for i, a in enumerate(lines) for b in lines[i + 1:]
+               if a["started"] < b["ended"] and b["started"] < a["ended"])
+
+
+@pytest.mark.parametrize("designer", ["team", "random"])
+def test_parallel_2_runs_every_trial_once_and_loses_nothing(tmp_path, designer):
+    summary, tree, run_dir = run_loop(tmp_path / "run", NB201 + [f"designer={designer}", "trials=8", "parallel=2"])
+    assert {n.trial for n in tree.nodes if n.trial} == set(range(1, 9)) and summary.trials == 8
+    lines = _timeline(run_dir)
+    assert sorted(line["trial"] for line in lines) == list(range(1, 9))
+    for line in lines:  # each line names the node its trial ended with, and that node is that trial's
+        assert tree.get(line["node"]).trial == line["trial"]
+        assert (run_dir / "trials" / f"{line['trial']:04d}" / "metrics.json").is_file()
+    assert ModificationTree.load(run_dir / "tree.json") == tree
+    # no design evaluated twice, though two trials designed at once: a trial whose design another
+    # trial in flight took designs again, and ends with a design of its own
+    space = make_space("nb201")
+    evaluated = [space.arch_of(tree.block_of(n.id)) for n in tree.nodes if n.status == "trained"]
+    assert len(set(evaluated)) == len(evaluated) == 9
+    assert {line["status"] for line in lines} == {"trained"}
+    assert _overlapping_pairs(lines) >= 4  # two at a time: each trial overlaps the one beside it
+
+
+def test_slow_model_calls_overlap_across_trials(tmp_path):
+    client = ["llm.client._target_=test_parallel.SlowClient"]
+    _, _, one = run_loop(tmp_path / "one", NB201 + client + ["trials=4", "parallel=1"])
+    _, _, two = run_loop(tmp_path / "two", NB201 + client + ["trials=4", "parallel=2"])
+    assert _overlapping_pairs(_timeline(one)) == 0
+    assert _overlapping_pairs(_timeline(two)) >= 2
+    # the calls of different trials interleave in the usage journal when trials run side by side
+    calls = [json.loads(line) for line in (two / "usage.jsonl").read_text().splitlines()]
+    order = [c["trial"] for c in calls if "trial" in c]
+    switches = sum(1 for a, b in zip(order, order[1:]) if a != b)
+    assert switches > len({*order}) - 1
+
+
+def test_parallel_1_is_the_run_it_always_was(tmp_path):
+    _, a, _ = run_loop(tmp_path / "a", NB201 + ["trials=6", "seed=2"])
+    _, b, _ = run_loop(tmp_path / "b", NB201 + ["trials=6", "seed=2", "parallel=1"])
+    strip = lambda t: [(n.id, n.parent, n.trial, n.block, n.status) for n in t.nodes]  # noqa: E731
+    assert strip(a) == strip(b)
+
+
+def test_the_policy_sees_trials_in_flight():
+    from graphs.nb201 import arch_to_block
+
+    tree = ModificationTree()
+    tree.root(str(arch_to_block("|nor_conv_3x3~0|+|none~0|nor_conv_3x3~1|+|skip_connect~0|none~1|skip_connect~2|")),
+              metrics={"valid_acc": 60.0})
+    child = tree.add(0, str(arch_to_block("|nor_conv_3x3~0|+|nor_conv_3x3~0|nor_conv_3x3~1|+|skip_connect~0|none~1|skip_connect~2|")),
+                     metrics={"valid_acc": 65.0}, trial=1)
+    assert select(tree, "dfs").id == child.id  # the unexpanded improving child
+    view = with_in_flight(tree, [child.id])
+    assert len(view) == 3 and len(tree) == 2  # the trial in flight is a pending child in a view; the tree is unchanged
+    assert view.children(child.id)[0].status == "pending"
+    # dfs may go on deepening a node being expanded (NADER's walk), until the node is full
+    assert select(view, "dfs").id == child.id
+    assert select(tree, "dfs", max_children=1).id == child.id
+    assert select(view, "dfs", max_children=1).id == 0
+    assert select(tree, "greedy", max_children=1).id == child.id
+    assert select(view, "greedy", max_children=1).id == 0
+
+
+def test_a_fork_adopted_after_another_gets_the_next_ids():
+    from graphs.nb201 import arch_to_block
+
+    tree = ModificationTree()
+    tree.root(str(arch_to_block("|none~0|+|none~0|none~1|+|none~0|none~1|skip_connect~2|")), metrics={"valid_acc": 1.0})
+    a, b = tree.fork(), tree.fork()
+    na = a.add(0, str(arch_to_block("|nor_conv_1x1~0|+|none~0|none~1|+|none~0|none~1|skip_connect~2|")), trial=1,
+               metrics={"valid_acc": 2.0})
+    nb = b.add(0, str(arch_to_block("|nor_conv_3x3~0|+|none~0|none~1|+|none~0|none~1|skip_connect~2|")), trial=2,
+               metrics={"valid_acc": 3.0})
+    b.add(nb.id, str(arch_to_block("|nor_conv_3x3~0|+|none~0|none~1|+|none~0|none~1|skip_connect~2|")), trial=2,
+          status="duplicate", duplicate_of=nb.id)
+    assert na.id == nb.id == 1
+    assert tree.adopt(b, 1) == {1: 1, 2: 2}
+    assert tree.adopt(a, 1) == {1: 3}
+    assert [n.trial for n in tree.nodes] == [None, 2, 2, 1] and tree.get(2).duplicate_of == 1 and tree.get(2).parent == 1
