@@ -26,9 +26,9 @@ def cli() -> None:
 
     # An absolute path: the same whether main.py runs as a script or is imported (tests/config_driver.py).
     @hydra.main(version_base="1.3", config_path=str(CONF_DIR), config_name="config")
-    def task(cfg: DictConfig) -> None:
+    def task(cfg: DictConfig) -> float | None:
         entered.append(True)
-        run_job(cfg)
+        return run_job(cfg)  # a sweeper (hydra/sweeper=optuna) maximises this
 
     try:
         task()
@@ -56,7 +56,8 @@ def unknown_group_option(args: list[str], conf_dir=None) -> str | None:
     return None
 
 
-def run_job(cfg: DictConfig) -> None:
+def run_job(cfg: DictConfig) -> float | None:
+    """Run one job; returns its best validation accuracy (None when nothing was trained)."""
     import asyncio
     import logging
 
@@ -104,6 +105,7 @@ def run_job(cfg: DictConfig) -> None:
     if summary.trials and summary.client_failures == summary.trials:  # most likely the llm config: exit 2
         console.print(f"[red]every trial failed because the model client failed[/]; see {run_dir}/trials/*/metrics.json")
         sys.exit(EXIT_CONFIG)
+    return getattr(summary, "best_valid_acc", None)  # None after read=PATH trials=0
 
 
 def hydra_saved_configs(run_dir) -> list:

@@ -11,7 +11,7 @@ from __future__ import annotations
 import math
 import os
 from pathlib import Path
-from typing import Any, Literal, Mapping
+from typing import Annotated, Any, Literal, Mapping
 
 from pydantic import (BaseModel, ConfigDict, Field, StrictBool, StrictInt, ValidationError, ValidationInfo,
                       field_validator, model_validator)
@@ -170,7 +170,38 @@ class MacroConfig(_Strict):
 class LauncherConfig(_Strict):
     name: str
     workers: StrictInt = Field(ge=1, le=256)
-    time_limit_s: float | None = Field(gt=0)
+    time_limit_s: Literal["auto"] | Annotated[float, Field(gt=0)] | None  # auto: from the root's training time
+    threads: StrictInt | None = Field(ge=1, le=1024)  # per training; null: the cores / trainings in flight
+    resources: dict[str, float]  # ray: each training's Ray resources
+    address: str | None  # ray: null = a local cluster; auto or ray://HOST:PORT joins one
+
+    @field_validator("resources")
+    @classmethod
+    def _resources(cls, v: dict[str, float]) -> dict[str, float]:
+        for k, n in v.items():
+            if not math.isfinite(n) or n < 0:
+                raise ValueError(f"{k}={n}: a Ray resource amount is a number >= 0, e.g. {{num_cpus: 4, num_gpus: 1}}")
+        return v
+
+    @model_validator(mode="after")
+    def _ray_installed(self) -> "LauncherConfig":
+        if self.name == "ray":
+            from training.ray_launcher import RayMissingError, import_ray
+
+            try:
+                import_ray()
+            except RayMissingError as exc:
+                raise ValueError(str(exc)) from None
+        return self
+
+    @field_validator("address")
+    @classmethod
+    def _address(cls, v: str | None) -> str | None:
+        if v is None or not str(v).strip():
+            return None
+        if v != "auto" and not str(v).startswith(("ray://", "localhost:", "127.")) and ":" not in str(v):
+            raise ValueError(f"{v!r}: give auto, ray://HOST:PORT or HOST:PORT of a Ray cluster, or null for a local one")
+        return v
 
     @field_validator("name")
     @classmethod

@@ -177,10 +177,13 @@ def resume_command(overrides: Sequence[str], run_dir: Path) -> str:
 
 def make_trainer(cfg: DictConfig, run_dir: Path, interrupt: Interrupt | None = None,
                  console: Console | None = None) -> Callable:
-    """The run's `train(TrainArgs) -> metrics`: the launcher and evaluator the config names. A
-    Ctrl-C during training stops it at once (see agents.interrupt)."""
+    """The run's `train(TrainArgs) -> metrics`: the launcher and evaluator the config names, with
+    an explicit thread count per training and the trial's time limit (`launcher.time_limit_s`;
+    `auto` is resolved from the root's training time, which train() sees first, or which the
+    saved tree holds when the run resumes). A Ctrl-C during training stops it at once (see
+    agents.interrupt)."""
     from training.evaluators import make_evaluator
-    from training.launchers import make_launcher
+    from training.launchers import auto_time_limit, default_threads, make_launcher
     from training.models import BlockNetwork
     from training.profiles import get_profile
     from training.trials import TrialSpec
@@ -191,9 +194,32 @@ def make_trainer(cfg: DictConfig, run_dir: Path, interrupt: Interrupt | None = N
     if cfg.evaluator.name == "nb201_table":
         ev_kwargs = {"table_path": cfg.evaluator.table, "out_of_space": cfg.evaluator.out_of_space}
     evaluator = make_evaluator(cfg.evaluator.name, **ev_kwargs)
-    launch_kwargs = {"workers": cfg.launcher.workers} if cfg.launcher.name == "pool" else {}
-    launcher = make_launcher(cfg.launcher.name, evaluator=evaluator, time_limit_s=cfg.launcher.time_limit_s,
-                             **launch_kwargs)
+    in_flight = int(cfg.parallel)
+    threads = cfg.launcher.threads or default_threads(in_flight)
+    launch_kwargs: dict = {}
+    if cfg.launcher.name == "pool":
+        launch_kwargs = {"workers": cfg.launcher.workers, "threads_per_worker": threads}
+    elif cfg.launcher.name == "ray":
+        launch_kwargs = {"address": cfg.launcher.address, "threads": threads,
+                         "resources": dict(cfg.launcher.resources or {})}
+    else:  # in this process: trials side by side train in threads that share torch's pool
+        import torch
+
+        torch.set_num_threads(threads)
+    launcher = make_launcher(cfg.launcher.name, evaluator=evaluator, **launch_kwargs)
+    setting = cfg.launcher.time_limit_s
+    root_seconds: list[float] = []  # the root's training time, once known
+
+    def limit(trial: int) -> float | None:
+        if trial == 0:
+            return None  # the root is the reference every trial is measured against, not a trial
+        if setting != "auto":
+            return setting
+        if cfg.evaluator.name != "train":
+            return None  # a table look-up trains nothing
+        if not root_seconds:
+            root_seconds.append(_saved_root_seconds(run_dir / "tree.json"))
+        return auto_time_limit(root_seconds[0], in_flight)
 
     verb = "training" if cfg.evaluator.name == "train" else "evaluating"
 
@@ -203,13 +229,27 @@ def make_trainer(cfg: DictConfig, run_dir: Path, interrupt: Interrupt | None = N
                                                     x=args.x),
                          dataset=cfg.dataset.name, root=cfg.dataset.root, profile=profile, seed=cfg.seed,
                          trial_id=f"{args.trial:04d}", out=str(out), weights_out=str(out.with_name("weights.pt")),
-                         extra={"block": args.block, "macro": cfg.macro.name})
+                         time_limit_s=limit(args.trial), extra={"block": args.block, "macro": cfg.macro.name})
         with interrupt.training():
             if console is not None and args.trial:
-                console.print(f"  {verb} the design of trial {args.trial}")
-            return launcher.run([spec])[0].metrics()
+                limit_note = f" (limit {spec.time_limit_s:.0f} s)" if spec.time_limit_s else ""
+                console.print(f"  {verb} the design of trial {args.trial}{limit_note}")
+            m = launcher.run([spec])[0].metrics()
+        if args.trial == 0 and m.get("status") == "ok" and not root_seconds:
+            root_seconds.append(float(m.get("wall_time_s") or 0.0))
+        return m
 
     return train
+
+
+def _saved_root_seconds(tree_path: Path) -> float:
+    """The root's training time in a saved tree (0 when there is none)."""
+    from graphs.tree import ModificationTree
+
+    if not tree_path.is_file():
+        return 0.0
+    tree = ModificationTree.load(tree_path)  # checked by build_run before the run starts
+    return float((tree.get(0).metrics or {}).get("wall_time_s") or 0.0) if len(tree) else 0.0
 
 
 def build_run(cfg: DictConfig, run_dir: Path, console: Console, conf_dir: Path = CONF_DIR,

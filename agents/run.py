@@ -143,7 +143,19 @@ async def run_design(settings: RunSettings, run_dir: Path, root_block: str, clie
             console.print(f"[bold]trial {trial}/{settings.trials}[/]: designer {settings.designer.name}")
         fork = tree.fork()  # the trial adds its nodes here; the driver alone changes the run's tree
         return _Flight(trial, parent, fork, len(fork), time.perf_counter(), time.time(),
-                       dataclasses.replace(env, tree=fork, drafted=[], trial=trial, run_tree=tree))
+                       dataclasses.replace(env, tree=fork, drafted=[], trial=trial, run_tree=tree,
+                                           on_stage=on_stage if settings.parallel > 1 else None))
+
+    def on_stage(trial: int, what: str) -> None:
+        """A progress line when a trial in flight changes what it is doing, with the others' stages."""
+        mine = next((f for f in flights.values() if f.trial == trial), None)
+        if mine is None or mine.stage == what:
+            return
+        mine.stage = what
+        others = ", ".join(f"{f.trial} {f.stage}" for f in sorted(flights.values(), key=lambda f: f.trial)
+                           if f.trial != trial and f.stage)
+        console.print(f"  trial {trial} (node {mine.parent.id}): {what}" + (f"  [in flight: {others}]" if others else ""),
+                      soft_wrap=True, highlight=False)
 
     async def run_one(f: _Flight) -> Staged:
         with ledger.charging(str(f.trial)):
@@ -226,6 +238,7 @@ class _Flight:
     began: float       # perf_counter, for its duration
     started_at: float  # Unix time, for the timeline
     env: TrialEnv
+    stage: str = ""    # what it is doing now (progress lines)
 
 
 def _report(console: Console, tree: ModificationTree, trial: int, node: TreeNode, settings: RunSettings) -> None:

@@ -61,6 +61,12 @@ class TrialEnv:
     # The run's tree, live, when `tree` is this trial's fork of it: nodes that trials beside this one
     # added after it began are repeats too.
     run_tree: ModificationTree | None = None
+    # Told what the trial is doing (a role's name, "training"), for progress lines while trials overlap.
+    on_stage: Callable[[int, str], None] | None = None
+
+    def stage(self, what: str) -> None:
+        if self.on_stage is not None:
+            self.on_stage(self.trial, what)
 
     def earlier(self, block: Block) -> str | None:
         """How an earlier candidate of this run with the same design is described to the agents;
@@ -222,8 +228,12 @@ async def _team_session(env: TrialEnv, trial: int, parent: TreeNode, log: Transc
     error = None
     try:
         shown = env.drafted + [(b, label) for b, label, t in env.reserved if t != trial]
+        speaker = None
         async for item in team.run_stream(task=task_message(trial, parent, env.tree, env.space, shown)):
             own.add(item)
+            if getattr(item, "source", None) not in (None, speaker, "user"):
+                speaker = item.source
+                env.stage(speaker)
     except Exception as exc:  # noqa: BLE001 - a failing model client ends this trial, not the run
         own.note("trial", env.redact(f"model client error: {type(exc).__name__}: {exc}"))  # with traceback
         # AutoGen re-raises with the inner traceback in the text: the tree keeps the first line.
@@ -256,6 +266,7 @@ async def run_designer_trial(env: TrialEnv, trial: int, parent: TreeNode, design
     log = Transcript()
 
     async def design(session: int, have: int) -> Candidate | TreeNode:
+        env.stage(f"designer {designer.name}")
         proposal = designer.propose(env.tree, parent, rng, env.space, env.is_new)
         origin = env.tree.get(proposal.parent)
         log.note("designer", proposal.plan)
@@ -350,6 +361,7 @@ def _score_text(c: Candidate, proxy: str) -> str:
 
 async def train_candidate(env: TrialEnv, trial: int, parent: TreeNode, cand: Candidate, log: Transcript) -> TreeNode:
     log.note("trial", f"training: widths {cand.widths}")
+    env.stage("training")
     common = {k: v for k, v in cand.common.items() if k != "parent"}
     outcome = await env.train.run_json({"block": str(cand.block), "x": cand.x, "trial": trial}, _token())
     log.note("launch_training", env.train.return_value_as_string(outcome))

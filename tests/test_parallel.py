@@ -112,3 +112,71 @@ def test_a_fork_adopted_after_another_gets_the_next_ids():
     assert tree.adopt(b, 1) == {1: 1, 2: 2}
     assert tree.adopt(a, 1) == {1: 3}
     assert [n.trial for n in tree.nodes] == [None, 2, 2, 1] and tree.get(2).duplicate_of == 1 and tree.get(2).parent == 1
+
+
+def test_kill_9_with_trials_in_flight_then_resume_runs_each_trial_once(tmp_path):
+    import os
+    import signal
+    import subprocess
+    import sys
+
+    run_dir = tmp_path / "run"
+    args = [sys.executable, str(ROOT / "main.py"), *NB201, "llm.client._target_=test_parallel.SlowClient", "trials=6",
+            "parallel=3", f"hydra.run.dir={run_dir}"]
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(ROOT / "tests"), str(ROOT)]), "HYDRA_FULL_ERROR": ""}
+    proc = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, env=env, cwd=tmp_path)
+    for line in proc.stderr:  # the first result is in; the other trials are still in flight
+        if "-> trial" in line:
+            proc.send_signal(signal.SIGKILL)
+            break
+    proc.wait(60)
+    before = _timeline(run_dir)
+    assert proc.returncode == -signal.SIGKILL and 1 <= len(before) < 6
+    done = subprocess.run(args, capture_output=True, text=True, env=env, cwd=tmp_path, timeout=900)
+    assert done.returncode == 0, done.stderr[-3000:]
+    tree = ModificationTree.load(run_dir / "tree.json")
+    lines = _timeline(run_dir)
+    assert sorted(line["trial"] for line in lines) == list(range(1, 7))  # each trial's result once, none lost
+    assert {n.trial for n in tree.nodes if n.trial} == set(range(1, 7))
+    assert [line["trial"] for line in lines[:len(before)]] == [line["trial"] for line in before]
+
+
+def test_a_trial_past_its_time_limit_is_a_failed_trial(tmp_path):
+    summary, tree, _ = run_loop(tmp_path / "run", ["designer=random", "trainer.epochs=2", "trainer.subset=300",
+                                                   "memory.embedder=hashing", "export=false", "progress=false",
+                                                   "proxies.names=[]", "trials=2", "launcher.time_limit_s=0.001"])
+    assert tree.get(0).status == "trained"  # the root is the reference: it has no limit
+    trials = [n for n in tree.nodes if n.trial]
+    assert summary.trials == 2 and [n.status for n in trials] == ["failed", "failed"]
+    assert all(n.reason.startswith("time limit of 0.001s exceeded") for n in trials), [n.reason for n in trials]
+
+
+def test_auto_time_limit_and_threads_follow_the_root_and_the_trials_in_flight(tmp_path):
+    import io
+
+    import torch
+    from hydra import compose, initialize_config_dir
+    from rich.console import Console
+
+    from agents.factory import make_trainer, root_block_text
+    from tools.training_tools import TrainArgs
+    from training.launchers import AUTO_LIMIT_FLOOR_S, auto_time_limit, default_threads
+
+    assert auto_time_limit(None) is None and auto_time_limit(2.0) == AUTO_LIMIT_FLOOR_S
+    assert auto_time_limit(100.0, in_flight=2) == 1000.0 and default_threads(4, cores=16) == 4
+    with initialize_config_dir(config_dir=str(ROOT / "conf"), version_base="1.3"):
+        cfg = compose(config_name="config", overrides=["trainer.epochs=1", "trainer.subset=300", "progress=false",
+                                                       "parallel=2", "launcher.threads=1"])
+    out = io.StringIO()
+    before = torch.get_num_threads()
+    try:
+        train = make_trainer(cfg, tmp_path, console=Console(file=out, width=200))
+        assert torch.get_num_threads() == 1  # launcher.threads, for trainings in this process
+        block = root_block_text(cfg)
+        root = train(TrainArgs(block=block, trial=0))
+        child = train(TrainArgs(block=block, trial=1))
+    finally:
+        torch.set_num_threads(before)
+    assert root["status"] == child["status"] == "ok"
+    expected = auto_time_limit(root["wall_time_s"], in_flight=2)
+    assert f"training the design of trial 1 (limit {expected:.0f} s)" in out.getvalue()

@@ -12,6 +12,7 @@ import contextlib
 import math
 import os
 import sys
+import threading
 import time
 import traceback
 from pathlib import Path
@@ -32,6 +33,10 @@ __all__ = ["ModelSource", "TrainingFailure", "Trainer", "train", "resolve_device
 
 ModelSource = Union[nn.Module, Callable[[], nn.Module]]
 
+
+# Seeding and building a model must not interleave with another thread's: weights stay a function
+# of the seed when trainings of trials side by side run in threads of one process.
+_SEEDED_BUILD = threading.Lock()
 
 class TrainingFailure(Exception):
     """A run that cannot go on; `train()` turns it into a failed result with this message."""
@@ -281,8 +286,9 @@ def train(model: ModelSource, data: ImageDataset, profile: str | TrainerProfile 
     net: nn.Module | None = None
     try:
         with _determinism(prof.deterministic, dev):
-            torch.manual_seed(seed)  # weight init of a factory-built model, dropout masks
-            net = model() if not isinstance(model, nn.Module) else model
+            with _SEEDED_BUILD:  # trials side by side in threads share torch's global generator
+                torch.manual_seed(seed)  # weight init of a factory-built model, dropout masks
+                net = model() if not isinstance(model, nn.Module) else model
             if not isinstance(net, nn.Module):
                 raise TrainingFailure(f"model factory returned {type(net).__name__}, not a torch.nn.Module")
             base["params"] = sum(p.numel() for p in net.parameters())

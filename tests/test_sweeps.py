@@ -1,0 +1,80 @@
+"""Sweeps (issue 13): a joblib multirun runs its jobs in parallel processes and leaves a sweep
+summary; the Optuna sweeper maximises the run's best validation accuracy; `python -m agents.sweep`
+rewrites the summary; two runs on one local memory path: the second gets a clear error."""
+from __future__ import annotations
+
+import csv
+import os
+import subprocess
+import sys
+
+import pytest
+import yaml
+
+from conftest import ROOT
+
+TABLE = ROOT.parent / "shared" / "data" / "nb201_cifar.csv"
+TABLE_RUN = ["space=nb201", "evaluator.name=nb201_table", f"evaluator.table={TABLE}", "evaluator.out_of_space=skip",
+             "dataset=cifar100", "memory.embedder=hashing", "export=false", "progress=false", "proxies.names=[]",
+             "designer=random", "trials=3"]
+ENV = {**os.environ, "OMP_NUM_THREADS": "1", "HYDRA_FULL_ERROR": ""}
+
+pytestmark = pytest.mark.skipif(not TABLE.is_file(), reason="the shared NB201 table is not beside the checkout")
+
+
+def _main(args: list[str], cwd) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, str(ROOT / "main.py"), *args], capture_output=True, text=True, cwd=cwd,
+                          env=ENV, timeout=900)
+
+
+def test_a_joblib_multirun_of_two_jobs_writes_the_sweep_summary(tmp_path):
+    sweep = tmp_path / "sweep"
+    p = _main(["-m", "hydra/launcher=joblib", "hydra.launcher.n_jobs=2", "seed=0,1", *TABLE_RUN,
+               f"hydra.sweep.dir={sweep}"], tmp_path)
+    assert p.returncode == 0, p.stderr[-3000:]
+    with open(sweep / "summary.csv") as fh:
+        rows = list(csv.DictReader(fh))
+    assert [r["job"] for r in rows] == ["0", "1"]
+    assert sorted(r["overrides"].split()[0] for r in rows) == ["seed=0", "seed=1"]
+    for r in rows:
+        assert r["status"] == "done" and r["trials"] == "3" and float(r["best_valid_acc"]) > 0
+        assert r["by_status"].endswith("trained") and float(r["wall_s"]) >= 0
+    md = (sweep / "summary.md").read_text()
+    assert "| 0 | seed=0 |" in md and "| 1 | seed=1 |" in md and "Every job:" in md
+    # on demand, from the command line: the same rows
+    q = subprocess.run([sys.executable, "-m", "agents.sweep", str(sweep)], capture_output=True, text=True, cwd=ROOT,
+                       env=ENV, timeout=300)
+    assert q.returncode == 0 and "| 1 | seed=1 |" in q.stdout, q.stderr
+    # each job used its own memory store, in its own run directory
+    assert (sweep / "0" / "memory").is_dir() and (sweep / "1" / "memory").is_dir()
+
+
+def test_an_optuna_sweep_maximises_the_best_validation_accuracy(tmp_path):
+    sweep = tmp_path / "sweep"
+    p = _main(["-m", "hydra/sweeper=optuna", "hydra.sweeper.n_trials=3", "hydra.sweeper.direction=maximize",
+               "hydra.sweeper.sampler.seed=0", "seed=range(0,3)", *TABLE_RUN, f"hydra.sweep.dir={sweep}"], tmp_path)
+    assert p.returncode == 0, p.stderr[-3000:]
+    result = yaml.safe_load((sweep / "optimization_results.yaml").read_text())
+    with open(sweep / "summary.csv") as fh:
+        rows = list(csv.DictReader(fh))
+    assert len(rows) == 3 and all(r["status"] == "done" for r in rows)
+    best = max(float(r["best_valid_acc"]) for r in rows)
+    assert result["best_value"] == pytest.approx(best, abs=1e-3)  # what main() returned for the best job
+    assert result["best_params"]["seed"] in {0, 1, 2}
+
+
+def test_two_runs_on_one_local_memory_path_the_second_is_told(tmp_path):
+    store = tmp_path / "shared-memory"
+    holder = subprocess.Popen([sys.executable, "-c", "import sys; from qdrant_client import QdrantClient; "
+                               f"c = QdrantClient(path={str(store)!r}); print('open', flush=True); sys.stdin.read()"],
+                              stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True, env=ENV)
+    try:
+        assert holder.stdout.readline().strip() == "open"  # the first process holds the store
+        p = _main([*TABLE_RUN, f"memory.path={store}", f"hydra.run.dir={tmp_path / 'run'}"], tmp_path)
+    finally:
+        holder.stdin.close()
+        holder.wait(60)
+    assert p.returncode == 2, p.stderr[-2000:]
+    line = next(l for l in p.stderr.splitlines() if "memory" in l)
+    assert str(store) in line and "already open in another client or process" in line and "memory.url" in line
+    assert "Traceback" not in p.stderr
