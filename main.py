@@ -17,8 +17,28 @@ EXIT_FAILED, EXIT_CONFIG, EXIT_INTERRUPTED = 1, 2, 130
 CONF_DIR = Path(__file__).resolve().parent / "conf"
 
 
+# Hydra plugins the README's sweeps use, by the `hydra/GROUP=NAME` that needs them: (module, extra).
+HYDRA_PLUGINS = {"hydra/launcher=joblib": ("hydra_plugins.hydra_joblib_launcher", "sweeps"),
+                 "hydra/launcher=submitit_slurm": ("hydra_plugins.hydra_submitit_launcher", "sweeps"),
+                 "hydra/launcher=submitit_local": ("hydra_plugins.hydra_submitit_launcher", "sweeps"),
+                 "hydra/sweeper=optuna": ("hydra_plugins.hydra_optuna_sweeper", "sweeps")}
+
+
+def missing_plugin(args: list[str]) -> str | None:
+    """A `hydra/launcher=` or `hydra/sweeper=` choice whose plugin is not installed, said with the
+    extra that installs it; None when all are there."""
+    import importlib.util
+
+    for arg in args:
+        if arg in HYDRA_PLUGINS:
+            module, extra = HYDRA_PLUGINS[arg]
+            if importlib.util.find_spec(module) is None:
+                return f'{arg} needs a Hydra plugin that is not installed: pip install ".[{extra}]"'
+    return None
+
+
 def cli() -> None:
-    bad = unknown_group_option(sys.argv[1:])
+    bad = unknown_group_option(sys.argv[1:]) or missing_plugin(sys.argv[1:])
     if bad:  # Hydra would say it over a dozen lines; one is enough
         print(f"config error: {bad}", file=sys.stderr)
         raise SystemExit(EXIT_CONFIG)

@@ -11,7 +11,8 @@ Faults (by 1-based index of POST /v1/chat/completions, counting refused ones too
 index -> fault | None):
 "429" or ("429", seconds) -> rate limited with Retry-After; "500" -> server error; "drop" -> the
 connection closes without a response; "malformed" -> tool-call arguments truncated to invalid JSON (on the next answer that has tool calls);
-("slow", seconds) -> the answer comes after that long (a hung server, for timeouts); "hang" -> no answer until
+("slow", seconds) -> the answer comes after that long (a hung server, for timeouts); `latency_s` delays every
+answer (a model's own latency, for bench/concurrency.py); "hang" -> no answer until
 the server stops, then the connection closes (a test can act while the request is in flight); "echo-key" ->
 HTTP 400 whose message quotes the request's Authorization header, as careless servers do.
 A request is recorded in `.requests` before its answer is sent, so whoever got an answer finds it there.
@@ -96,8 +97,9 @@ class FakeOpenAIServer:
     authorization header, body); `.chat_requests`: chat requests received so far, in flight included."""
 
     def __init__(self, seed: int = 0, api_key: str | None = None,
-                 faults: Mapping[int, Fault] | Callable[[int], Fault] | None = None):
+                 faults: Mapping[int, Fault] | Callable[[int], Fault] | None = None, latency_s: float = 0.0):
         self.api_key, self.faults = api_key, faults or {}
+        self.latency_s = latency_s  # every chat answer takes this long (a real model's latency); calls overlap
         self.seed = seed
         self._policies: dict[str, OfflineDesignerClient] = {}  # one designer per role, as a run has
         self._policy_lock = threading.Lock()  # one decision at a time: the policies count their calls
@@ -249,6 +251,8 @@ class _Handler(BaseHTTPRequestHandler):
         fault = self.server_state._next_fault()  # every chat request takes an index, even one refused
         if not self._authorized():
             return self._send(*UNAUTHORIZED)
+        if self.server_state.latency_s > 0:
+            time.sleep(self.server_state.latency_s)  # in this request's own thread: concurrent calls overlap
         self._send(*self._answer(fault), fault=fault)
 
     def _answer(self, fault: Fault) -> tuple[int | None, dict, dict]:

@@ -117,10 +117,14 @@ def _cases(tmp: Path, silent_port: int) -> list[tuple[str, list[str]]]:
         ("proxies.batch", ["proxies.batch=0"]),
         ("parallel", ["parallel=0"]),
         ("parallel", ["parallel=many"]),
+        ("launcher.time_limit_s", ["launcher.time_limit_s=soon"]),
+        ("launcher.threads", ["launcher.threads=0"]),
+        ("launcher.resources", ["launcher.resources={num_gpus:-1}"]),
+        ("launcher.address", ["launcher.name=ray", "launcher.address=nohost"]),
     ]
 
 
-CASES = 66
+CASES = 70
 
 
 @pytest.fixture(scope="module")

@@ -78,3 +78,12 @@ def test_two_runs_on_one_local_memory_path_the_second_is_told(tmp_path):
     line = next(l for l in p.stderr.splitlines() if "memory" in l)
     assert str(store) in line and "already open in another client or process" in line and "memory.url" in line
     assert "Traceback" not in p.stderr
+
+
+def test_a_sweep_plugin_that_is_not_installed_names_the_extra(monkeypatch):
+    import main
+
+    monkeypatch.setitem(main.HYDRA_PLUGINS, "hydra/launcher=joblib", ("hydra_plugins.not_installed_here", "sweeps"))
+    assert main.missing_plugin(["seed=0,1", "hydra/launcher=joblib"]) == (
+        'hydra/launcher=joblib needs a Hydra plugin that is not installed: pip install ".[sweeps]"')
+    assert main.missing_plugin(["hydra/sweeper=optuna"]) is None  # installed with the test extra
