@@ -172,13 +172,13 @@ class LauncherConfig(_Strict):
     workers: StrictInt = Field(ge=1, le=256)
     time_limit_s: Literal["auto"] | Annotated[float, Field(gt=0)] | None  # auto: from the root's training time
     threads: StrictInt | None = Field(ge=1, le=1024)  # per training; null: the cores / trainings in flight
-    resources: dict[str, float]  # ray: each training's Ray resources
+    resources: dict[str, float] | None  # ray: each training's Ray resources
     address: str | None  # ray: null = a local cluster; auto or ray://HOST:PORT joins one
 
     @field_validator("resources")
     @classmethod
-    def _resources(cls, v: dict[str, float]) -> dict[str, float]:
-        for k, n in v.items():
+    def _resources(cls, v: dict[str, float] | None) -> dict[str, float] | None:
+        for k, n in (v or {}).items():
             if not math.isfinite(n) or n < 0:
                 raise ValueError(f"{k}={n}: a Ray resource amount is a number >= 0, e.g. {{num_cpus: 4, num_gpus: 1}}")
         return v

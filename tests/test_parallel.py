@@ -180,3 +180,27 @@ def test_auto_time_limit_and_threads_follow_the_root_and_the_trials_in_flight(tm
     assert root["status"] == child["status"] == "ok"
     expected = auto_time_limit(root["wall_time_s"], in_flight=2)
     assert f"training the design of trial 1 (limit {expected:.0f} s)" in out.getvalue()
+
+
+def test_a_budget_cap_stops_new_trials_and_lets_those_in_flight_finish(tmp_path):
+    summary, tree, run_dir = run_loop(tmp_path / "run", NB201 + ["trials=10", "parallel=3", "budget.max_tokens=30000"])
+    lines = _timeline(run_dir)
+    # three started together; the first result passed the cap, so no fourth started, and the two
+    # others in flight still finished and were kept
+    assert sorted(line["trial"] for line in lines) == [1, 2, 3] and summary.trials == 3
+    assert summary.stopped and summary.stopped.startswith("budget.max_tokens reached")
+    assert {n.trial for n in tree.nodes if n.trial} == {1, 2, 3}
+
+
+class GatedClient(OfflineDesignerClient):
+    """The offline designer, whose calls wait until the file $GATE exists (a run held mid-trial)."""
+
+    async def create(self, messages, **kwargs):
+        import os
+
+        gate = Path(os.environ["GATE"])
+        for _ in range(6000):
+            if gate.exists():
+                break
+            await asyncio.sleep(0.05)
+        return await super().create(messages, **kwargs)

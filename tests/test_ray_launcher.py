@@ -124,9 +124,10 @@ def test_a_run_through_ray(tmp_path):
 def test_a_run_goes_on_when_a_ray_worker_dies_mid_training(tmp_path):
     run_dir = tmp_path / "run"
     killed: list[int] = []
-    # trial 2's worker is killed as soon as it starts: 40 epochs leave it no time to finish first
+    # trial 2's worker is killed as soon as the launcher records where it runs; its training (6
+    # epochs, seconds) cannot finish within the watcher's 10 ms poll
     watcher = _kill_when_it_starts(run_dir / "trials" / "0002" / "worker.json", killed)
-    summary, tree, _ = run_loop(run_dir, RUN + ["trials=3", "trainer.epochs=40"])
+    summary, tree, _ = run_loop(run_dir, RUN + ["trials=3", "trainer.epochs=6"])
     watcher.join(5)
     by_trial = {n.trial: n for n in tree.nodes if n.trial}
     assert killed and summary.trials == 3 and set(by_trial) == {1, 2, 3}

@@ -64,20 +64,27 @@ def test_an_optuna_sweep_maximises_the_best_validation_accuracy(tmp_path):
 
 
 def test_two_runs_on_one_local_memory_path_the_second_is_told(tmp_path):
-    store = tmp_path / "shared-memory"
-    holder = subprocess.Popen([sys.executable, "-c", "import sys; from qdrant_client import QdrantClient; "
-                               f"c = QdrantClient(path={str(store)!r}); print('open', flush=True); sys.stdin.read()"],
-                              stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True, env=ENV)
+    store, gate = tmp_path / "shared-memory", tmp_path / "gate"
+    env = {**ENV, "GATE": str(gate), "PYTHONPATH": os.pathsep.join([str(ROOT / "tests"), str(ROOT)])}
+    team = [a for a in TABLE_RUN if a != "designer=random"] + [f"memory.path={store}"]
+    first = subprocess.Popen([sys.executable, str(ROOT / "main.py"), *team, "llm.client._target_=test_parallel.GatedClient",
+                              f"hydra.run.dir={tmp_path / 'first'}"], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+                             text=True, env=env, cwd=tmp_path)
     try:
-        assert holder.stdout.readline().strip() == "open"  # the first process holds the store
-        p = _main([*TABLE_RUN, f"memory.path={store}", f"hydra.run.dir={tmp_path / 'run'}"], tmp_path)
+        for line in first.stderr:  # the first run has its store open and waits inside trial 1's first model call
+            if line.startswith("trial 1/"):
+                break
+        second = subprocess.run([sys.executable, str(ROOT / "main.py"), *team, f"hydra.run.dir={tmp_path / 'second'}"],
+                                capture_output=True, text=True, env=env, cwd=tmp_path, timeout=600)
     finally:
-        holder.stdin.close()
-        holder.wait(60)
-    assert p.returncode == 2, p.stderr[-2000:]
-    line = next(l for l in p.stderr.splitlines() if "memory" in l)
+        gate.touch()  # let the first run finish
+        rest = first.communicate(timeout=600)[1]
+    assert second.returncode == 2, second.stderr[-2000:]
+    line = next(x for x in second.stderr.splitlines() if "memory" in x)
     assert str(store) in line and "already open in another client or process" in line and "memory.url" in line
-    assert "Traceback" not in p.stderr
+    assert "Traceback" not in second.stderr
+    assert first.returncode == 0, rest[-2000:]  # the first run is not disturbed
+    assert not (tmp_path / "second" / "tree.json").exists()
 
 
 def test_a_sweep_plugin_that_is_not_installed_names_the_extra(monkeypatch):

@@ -12,7 +12,7 @@ import dataclasses
 import json
 import os
 import socket
-import time
+import threading
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, Sequence
@@ -74,13 +74,16 @@ class RayLauncher:
     grace_s: float = 30.0
     on_result: Callable[[int, TrialResult], None] | None = None
     _data: dict = field(default_factory=dict, init=False, repr=False)  # object refs, one per dataset key
+    # Trials side by side call run() from worker threads: one of them starts Ray and puts a dataset.
+    _lock: threading.Lock = field(default_factory=threading.Lock, init=False, repr=False)
 
     def _ray(self):
         ray = import_ray()
-        if not ray.is_initialized():
-            kwargs = {"address": self.address} if self.address else {"num_cpus": self.num_cpus}
-            ray.init(**kwargs, include_dashboard=False, log_to_driver=False, configure_logging=False,
-                     ignore_reinit_error=True)
+        with self._lock:
+            if not ray.is_initialized():
+                kwargs = {"address": self.address} if self.address else {"num_cpus": self.num_cpus}
+                ray.init(**kwargs, include_dashboard=False, log_to_driver=False, configure_logging=False,
+                         ignore_reinit_error=True)
         return ray
 
     def _dataset_ref(self, ray, spec: TrialSpec):
@@ -94,8 +97,10 @@ class RayLauncher:
         try:
             subset = spec.resolved_profile().subset
             key = (spec.dataset, spec.root, spec.data_seed, subset)
-            if key not in self._data:
-                self._data[key] = ray.put(load_dataset(spec.dataset, spec.root, seed=spec.data_seed, subset=subset))
+            with self._lock:
+                if key not in self._data:
+                    self._data[key] = ray.put(load_dataset(spec.dataset, spec.root, seed=spec.data_seed,
+                                                           subset=subset))
         except (DatasetError, ProfileError):
             return None
         return self._data[key]
