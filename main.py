@@ -20,6 +20,7 @@ CONF_DIR = Path(__file__).resolve().parent / "conf"
 # Hydra plugins the README's sweeps use, by the `hydra/GROUP=NAME` that needs them: (module, extra).
 HYDRA_PLUGINS = {"hydra/launcher=joblib": ("hydra_plugins.hydra_joblib_launcher", "sweeps"),
                  "hydra/launcher=submitit_slurm": ("hydra_plugins.hydra_submitit_launcher", "sweeps"),
+                 "hydra/launcher=slurm": ("hydra_plugins.hydra_submitit_launcher", "sweeps"),  # conf/hydra/launcher/
                  "hydra/launcher=submitit_local": ("hydra_plugins.hydra_submitit_launcher", "sweeps"),
                  "hydra/sweeper=optuna": ("hydra_plugins.hydra_optuna_sweeper", "sweeps")}
 

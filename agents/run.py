@@ -155,7 +155,7 @@ async def run_design(settings: RunSettings, run_dir: Path, root_block: str, clie
         others = ", ".join(f"{f.trial} {f.stage}" for f in sorted(flights.values(), key=lambda f: f.trial)
                            if f.trial != trial and f.stage)
         console.print(f"  trial {trial} (node {mine.parent.id}): {what}" + (f"  [in flight: {others}]" if others else ""),
-                      soft_wrap=True, highlight=False)
+                      soft_wrap=True, highlight=False, markup=False)
 
     async def run_one(f: _Flight) -> Staged:
         with ledger.charging(str(f.trial)):

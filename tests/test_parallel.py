@@ -204,3 +204,25 @@ class GatedClient(OfflineDesignerClient):
                 break
             await asyncio.sleep(0.05)
         return await super().create(messages, **kwargs)
+
+
+def test_progress_lines_say_what_each_trial_in_flight_is_doing(tmp_path):
+    import io
+    import re
+
+    from hydra import compose, initialize_config_dir
+    from rich.console import Console
+
+    from agents.factory import build_run
+
+    with initialize_config_dir(config_dir=str(ROOT / "conf"), version_base="1.3"):
+        cfg = compose(config_name="config", overrides=NB201 + ["trials=4", "parallel=2"])
+    out = io.StringIO()
+    asyncio.run(build_run(cfg, tmp_path / "run", Console(file=out, width=300))())
+    stages = re.findall(r"^  trial (\d+) \(node (\d+)\): (\w+)", out.getvalue(), flags=re.M)
+    lines = {line["trial"]: line for line in _timeline(tmp_path / "run")}
+    for t in range(1, 5):
+        mine = [(int(p), s) for n, p, s in stages if int(n) == t]
+        assert {s for _, s in mine} >= {"Proposer", "Modifier", "Reflector", "training"}, mine
+        assert {p for p, _ in mine} == {lines[t]["parent"]}  # the node it started from
+    assert "[in flight: " in out.getvalue()  # with the other trial's stage beside it

@@ -94,3 +94,11 @@ def test_a_sweep_plugin_that_is_not_installed_names_the_extra(monkeypatch):
     assert main.missing_plugin(["seed=0,1", "hydra/launcher=joblib"]) == (
         'hydra/launcher=joblib needs a Hydra plugin that is not installed: pip install ".[sweeps]"')
     assert main.missing_plugin(["hydra/sweeper=optuna"]) is None  # installed with the test extra
+
+
+def test_the_slurm_config_composes_onto_the_submitit_launcher(tmp_path):
+    p = _main(["hydra/launcher=slurm", "hydra.launcher.partition=gpu", "--cfg", "hydra"], tmp_path)
+    assert p.returncode == 0, p.stderr[-2000:]
+    launcher = yaml.safe_load(p.stdout)["hydra"]["launcher"]
+    assert launcher["_target_"] == "hydra_plugins.hydra_submitit_launcher.submitit_launcher.SlurmLauncher"
+    assert (launcher["partition"], launcher["gpus_per_node"], launcher["timeout_min"]) == ("gpu", 1, 1440)
