@@ -192,6 +192,7 @@ async def run_design(settings: RunSettings, run_dir: Path, root_block: str, clie
                 ledger.save(usage_path)
                 _append_timeline(run_dir, f, node, ledger.totals(str(f.trial)))
                 _report(console, tree, f.trial, node, settings)
+                _write_html(run_dir, console)
     except (asyncio.CancelledError, KeyboardInterrupt):
         others = [t for t in flights if t is not asyncio.current_task()]
         for t in others:
@@ -224,6 +225,7 @@ async def run_design(settings: RunSettings, run_dir: Path, root_block: str, clie
 
         summary.proxy_correlations = run_correlations(tree.nodes, settings.scorer.names, seed=settings.seed)
     atomic_write(run_dir / "summary.json", json.dumps(summary.to_json(), indent=2))
+    _write_html(run_dir, console)
     return summary
 
 
@@ -247,6 +249,16 @@ def _report(console: Console, tree: ModificationTree, trial: int, node: TreeNode
     screened = sum(1 for n in tree.nodes if n.trial == trial and n.status == "screened")
     picked = f" (best of {screened + 1} by {settings.screen_proxy}; {screened} screened out)" if screened else ""
     console.print(f"  -> trial {trial}: node {node.id}: {node.status}{why}{acc}{picked}")
+
+
+def _write_html(run_dir: Path, console: Console) -> None:
+    """report.html after each trial and at the end; a report that cannot be drawn never stops a run."""
+    from .report import write_report
+
+    try:
+        write_report(run_dir)
+    except Exception as exc:  # noqa: BLE001 - the run's own files are saved; only the page is missing
+        console.print(f"[yellow]warning:[/] report.html not written: {type(exc).__name__}: {exc}", soft_wrap=True)
 
 
 def _append_timeline(run_dir: Path, f: _Flight, node, usage: dict) -> None:
