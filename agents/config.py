@@ -211,6 +211,21 @@ class LauncherConfig(_Strict):
         return _one_of(v, sorted(LAUNCHERS), "launcher")
 
 
+class TrackingConfig(_Strict):
+    name: Literal["none", "mlflow"]
+    uri: str | None
+    experiment: str = Field(min_length=1, max_length=500)
+
+    @model_validator(mode="after")
+    def _installed(self) -> "TrackingConfig":
+        if self.name == "mlflow":
+            import importlib.util
+
+            if importlib.util.find_spec("mlflow") is None:
+                raise ValueError('tracking=mlflow needs MLflow: pip install ".[tracking]"')
+        return self
+
+
 class EvaluatorConfig(_Strict):
     name: str
     table: str | None
@@ -332,6 +347,7 @@ class RunConfig(_Strict):
     reader: ReaderSettings
     launcher: LauncherConfig
     evaluator: EvaluatorConfig
+    tracking: TrackingConfig
     progress: StrictBool | None
     export: StrictBool
 

@@ -3,6 +3,7 @@ the root block. Everything is passed into agents.run; nothing is looked up globa
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import logging
 from dataclasses import dataclass
 from pathlib import Path
@@ -288,6 +289,7 @@ def build_run(cfg: DictConfig, run_dir: Path, console: Console, conf_dir: Path =
     except LedgerError as exc:
         raise RunSetupError(str(exc)) from None
     train = make_trainer(cfg, run_dir, interrupt, console)
+    settings = dataclasses.replace(settings, tracker=_tracker(cfg, run_dir, redact))
 
     async def run():
         from tools.memory.errors import MemoryStoreError
@@ -324,6 +326,11 @@ def build_run(cfg: DictConfig, run_dir: Path, console: Console, conf_dir: Path =
                     raise
                 raise RunInterrupted(None, "before the trials") from None
             finally:
+                if settings.tracker is not None and not settings.tracker.ended:  # failed or interrupted
+                    try:
+                        settings.tracker.end(None, status="KILLED" if interrupt.requested else "FAILED")
+                    except Exception:  # noqa: BLE001 - tracking never hides the run's own outcome
+                        pass
                 if ledger.calls:  # also when the run failed: what was spent stays on record
                     run_dir.mkdir(parents=True, exist_ok=True)
                     ledger.save(run_dir / "usage.json")
@@ -333,6 +340,21 @@ def build_run(cfg: DictConfig, run_dir: Path, console: Console, conf_dir: Path =
                     h.removeFilter(log_filter)
 
     return run
+
+
+def _tracker(cfg: DictConfig, run_dir: Path, redact):
+    """tracking=mlflow: the run's MLflow run, opened now (a store that cannot be opened is a setup
+    error, before any training); None when tracking is off."""
+    if cfg.tracking.name != "mlflow":
+        return None
+    from .tracking import MlflowTracker, default_uri, flat_params
+
+    uri = cfg.tracking.uri or default_uri(Path.cwd())
+    params = {k: redact(v) for k, v in flat_params(OmegaConf.to_container(cfg, resolve=True)).items()}
+    try:
+        return MlflowTracker(uri, cfg.tracking.experiment, run_dir, params)
+    except Exception as exc:  # noqa: BLE001 - a bad URI, an unreachable server, a locked database
+        raise RunSetupError(f"tracking.uri={uri}: cannot open the MLflow store: {_first_line(exc)}") from None
 
 
 def _memory_config(cfg: DictConfig, run_dir: Path):

@@ -54,6 +54,7 @@ class RunSettings:
     screen_k: int = 1               # designs per trial; the best by screen_proxy is trained
     screen_proxy: str = "synflow"
     parallel: int = 1               # trials in flight at once
+    tracker: object | None = None   # agents.tracking.MlflowTracker: .trial(trial, node), .end(summary)
 
 
 @dataclass
@@ -193,6 +194,7 @@ async def run_design(settings: RunSettings, run_dir: Path, root_block: str, clie
                 _append_timeline(run_dir, f, node, ledger.totals(str(f.trial)))
                 _report(console, tree, f.trial, node, settings)
                 _write_html(run_dir, console)
+                _track(settings, console, "trial", f.trial, node)
     except (asyncio.CancelledError, KeyboardInterrupt):
         others = [t for t in flights if t is not asyncio.current_task()]
         for t in others:
@@ -226,6 +228,7 @@ async def run_design(settings: RunSettings, run_dir: Path, root_block: str, clie
         summary.proxy_correlations = run_correlations(tree.nodes, settings.scorer.names, seed=settings.seed)
     atomic_write(run_dir / "summary.json", json.dumps(summary.to_json(), indent=2))
     _write_html(run_dir, console)
+    _track(settings, console, "end", summary)
     return summary
 
 
@@ -259,6 +262,16 @@ def _write_html(run_dir: Path, console: Console) -> None:
         write_report(run_dir)
     except Exception as exc:  # noqa: BLE001 - the run's own files are saved; only the page is missing
         console.print(f"[yellow]warning:[/] report.html not written: {type(exc).__name__}: {exc}", soft_wrap=True)
+
+
+def _track(settings: RunSettings, console: Console, what: str, *args) -> None:
+    """Experiment tracking, when on; a tracking failure is a warning (the run's files are the record)."""
+    if settings.tracker is None:
+        return
+    try:
+        getattr(settings.tracker, what)(*args)
+    except Exception as exc:  # noqa: BLE001 - e.g. the tracking server went away
+        console.print(f"[yellow]warning:[/] tracking ({what}) failed: {type(exc).__name__}: {exc}", soft_wrap=True)
 
 
 def _append_timeline(run_dir: Path, f: _Flight, node, usage: dict) -> None:

@@ -1,5 +1,5 @@
-"""A sweep's summary: one row per job of a Hydra multirun, in `summary.csv` and `summary.md` in the
-sweep directory. Written at the end of every multirun (the `SweepSummary` callback in
+"""A sweep's summary: one row per job of a Hydra multirun, in `summary.csv`, `summary.md` and
+`index.html` (each row linked to the job's report.html) in the sweep directory. Written at the end of every multirun (the `SweepSummary` callback in
 conf/config.yaml) and on demand: `python -m agents.sweep SWEEP_DIR`.
 
 A job is a folder of the sweep directory with Hydra's `.hydra/overrides.yaml`; a job that has not
@@ -100,7 +100,20 @@ def write_summary(sweep_dir: Path) -> list[dict]:
     w.writerows({c: ("" if r[c] is None else r[c]) for c in COLUMNS} for r in rows)
     atomic_write(sweep_dir / "summary.csv", buf.getvalue())
     atomic_write(sweep_dir / "summary.md", _markdown(rows, sweep_dir))
+    atomic_write(sweep_dir / "index.html", _index(rows, sweep_dir))
     return rows
+
+
+def _index(rows: list[dict], sweep_dir: Path) -> str:
+    """index.html: the summary table with a link to each job's report.html (when it has one)."""
+    from jinja2 import Environment, PackageLoader, select_autoescape
+
+    env = Environment(loader=PackageLoader("agents", "templates"), autoescape=select_autoescape(["html", "j2"]))
+    cols = [c for c in COLUMNS if c not in ("run_dir", "job")]
+    shown = [{**{c: _fmt(c, r[c]) for c in cols}, "job": r["job"],
+              "report": f"{r['job']}/report.html" if (Path(r["run_dir"]) / "report.html").is_file() else None}
+             for r in rows]
+    return env.get_template("sweep_index.html.j2").render(sweep_dir=str(sweep_dir), rows=shown, cols=cols)
 
 
 class SweepSummary(Callback):

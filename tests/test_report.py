@@ -111,3 +111,30 @@ def test_the_report_works_in_a_headless_browser(run, tmp_path):
         assert shot.stat().st_size > 10_000
     finally:
         browser.quit()
+
+
+def test_mlflow_tracking_records_per_trial_metrics_and_the_best_block(tmp_path, monkeypatch):
+    from mlflow.tracking import MlflowClient
+
+    from agents.tracking import RUN_DIR_TAG
+
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    run_dir = tmp_path / "run"
+    summary, tree, _ = run_loop(run_dir, NB201 + ["trials=3", "export=true", "tracking=mlflow",
+                                                  f"tracking.uri={uri}", "tracking.experiment=test"])
+    client = MlflowClient(tracking_uri=uri)
+    exp = client.get_experiment_by_name("test")
+    runs = client.search_runs([exp.experiment_id])
+    assert len(runs) == 1 and runs[0].info.status == "FINISHED"
+    run = runs[0]
+    assert run.data.tags[RUN_DIR_TAG] == str(run_dir.resolve())
+    assert run.data.params["trials"] == "3" and run.data.params["dataset.name"] == "cifar100"
+    history = client.get_metric_history(run.info.run_id, "valid_acc")
+    by_step = {m.step: m.value for m in history}
+    nodes = {n.trial: n for n in tree.nodes if n.trial and n.status == "trained"}
+    assert by_step == pytest.approx({t: n.valid_acc for t, n in nodes.items()})
+    assert {m.step for m in client.get_metric_history(run.info.run_id, "tokens")} == {1, 2, 3}
+    assert run.data.metrics["best_valid_acc"] == pytest.approx(summary.best_valid_acc)
+    best = [a.path for a in client.list_artifacts(run.info.run_id, "best")]
+    assert "best/block.txt" in best and any(p.endswith(".py") for p in best), best
+    assert "report.html" in [a.path for a in client.list_artifacts(run.info.run_id)]

@@ -39,6 +39,9 @@ def test_a_joblib_multirun_of_two_jobs_writes_the_sweep_summary(tmp_path):
     for r in rows:
         assert r["status"] == "done" and r["trials"] == "3" and float(r["best_valid_acc"]) > 0
         assert r["by_status"].endswith("trained") and float(r["wall_s"]) >= 0
+    index = (sweep / "index.html").read_text()  # each row links the job's report
+    assert index.count('class="job"') == 2 and '<a href="0/report.html">' in index and '<a href="1/report.html">' in index
+    assert (sweep / "0" / "report.html").is_file() and (sweep / "1" / "report.html").is_file()
     md = (sweep / "summary.md").read_text()
     assert "| 0 | seed=0 |" in md and "| 1 | seed=1 |" in md and "Every job:" in md
     # on demand, from the command line: the same rows
