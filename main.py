@@ -93,8 +93,9 @@ def run_job(cfg: DictConfig) -> float | None:
 
     for noisy in ("autogen_core", "autogen_agentchat", "httpx", "httpx2", "openai", "anthropic"):
         logging.getLogger(noisy).setLevel(logging.WARNING)  # one line per HTTP request is noise here
-    console = Console(stderr=True)
     run_dir = Path(HydraConfig.get().runtime.output_dir)
+    log = open(run_dir / "main.log", "a", encoding="utf-8")  # Hydra's job log: the run's lines go there too
+    console = Console(file=LogTee(log))  # progress and messages: stderr (and main.log)
     saved = hydra_saved_configs(run_dir)
     # A key typed on the command line is refused below, but Hydra has already saved it: mask it there.
     scrub_files(saved, Redactor(config_secrets(cfg)))
@@ -120,13 +121,40 @@ def run_job(cfg: DictConfig) -> float | None:
                       soft_wrap=True)
         console.print(f"resume with: {resume}", soft_wrap=True, markup=False, highlight=False)
         sys.exit(EXIT_INTERRUPTED)
-    for line in summary.lines():
-        console.print(line, soft_wrap=True)
-    print(f"run directory: {run_dir}")
+    for line in [*summary.lines(), f"run directory: {run_dir}"]:  # the result: stdout (and main.log)
+        print(line)
+        log.write(line + "\n")
+    log.flush()
     if summary.trials and summary.client_failures == summary.trials:  # most likely the llm config: exit 2
         console.print(f"[red]every trial failed because the model client failed[/]; see {run_dir}/trials/*/metrics.json")
         sys.exit(EXIT_CONFIG)
     return getattr(summary, "best_valid_acc", None)  # None after read=PATH trials=0
+
+
+class LogTee:
+    """A console's file: writes go to the current sys.stderr (a live display may have redirected
+    it) and, without terminal control codes, to the run's log."""
+
+    def __init__(self, log):
+        import re
+
+        self.log = log
+        self._control = re.compile(r"\x1b\[[0-9;?]*[A-Za-z]|\x1b\][^\x07]*\x07|\r")
+
+    def write(self, text: str) -> int:
+        sys.stderr.write(text)
+        self.log.write(self._control.sub("", text))
+        self.log.flush()
+        return len(text)
+
+    def flush(self) -> None:
+        sys.stderr.flush()
+
+    def isatty(self) -> bool:
+        return sys.stderr.isatty()
+
+    def fileno(self) -> int:
+        return sys.stderr.fileno()
 
 
 def hydra_saved_configs(run_dir) -> list:

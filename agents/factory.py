@@ -85,6 +85,15 @@ def run_scorer(cfg: DictConfig):
                        int(cfg.seed))
 
 
+def trainer_label(cfg: DictConfig) -> str:
+    """The trainer profile as the screen and the summary name it: a table look-up trains nothing; a
+    development schedule says so (dataset=cifar10 with trainer=smoke is not the NB201 protocol)."""
+    if cfg.evaluator.name == "nb201_table":
+        return f"none (accuracies looked up in the NB201 table; out-of-space designs: {cfg.evaluator.out_of_space})"
+    kind = "the NB201 protocol" if cfg.trainer.full_protocol else "a development schedule, not the NB201 protocol"
+    return f"{cfg.trainer.name}, {cfg.trainer.epochs} epochs ({kind})"
+
+
 def run_budget(cfg: DictConfig) -> Budget:
     """budget.max_params / max_flops, each null meaning the macro's default (graphs.cost)."""
     default = default_budget(cfg.macro.name)
@@ -177,7 +186,7 @@ def resume_command(overrides: Sequence[str], run_dir: Path) -> str:
 
 
 def make_trainer(cfg: DictConfig, run_dir: Path, interrupt: Interrupt | None = None,
-                 console: Console | None = None) -> Callable:
+                 console: Console | None = None, on_epoch: Callable[[int, int, int], None] | None = None) -> Callable:
     """The run's `train(TrainArgs) -> metrics`: the launcher and evaluator the config names, with
     an explicit thread count per training and the trial's time limit (`launcher.time_limit_s`;
     `auto` is resolved from the root's training time, which train() sees first, or which the
@@ -192,6 +201,9 @@ def make_trainer(cfg: DictConfig, run_dir: Path, interrupt: Interrupt | None = N
     profile = get_profile(OmegaConf.to_container(cfg.trainer, resolve=True))
     interrupt = interrupt or Interrupt()
     ev_kwargs: dict = {"progress": cfg.progress} if cfg.evaluator.name == "train" else {}
+    if on_epoch is not None and cfg.evaluator.name == "train" and cfg.launcher.name == "inprocess":
+        # The run's live display shows the epoch: no second bar of the trainer's own.
+        ev_kwargs = {"progress": False, "on_epoch": lambda trial_id, e, n: on_epoch(int(trial_id or 0), e, n)}
     if cfg.evaluator.name == "nb201_table":
         ev_kwargs = {"table_path": cfg.evaluator.table, "out_of_space": cfg.evaluator.out_of_space}
     evaluator = make_evaluator(cfg.evaluator.name, **ev_kwargs)
@@ -272,7 +284,7 @@ def build_run(cfg: DictConfig, run_dir: Path, console: Console, conf_dir: Path =
                            budget=budget, max_rounds=int(cfg.max_rounds), export=bool(cfg.export),
                            space=run_space(cfg), designer=run_designer(cfg), scorer=run_scorer(cfg),
                            screen_k=int(cfg.screen.k), screen_proxy=str(cfg.screen.proxy),
-                           parallel=int(cfg.parallel))
+                           parallel=int(cfg.parallel), trainer=trainer_label(cfg))
     root = check_root(root_block_text(cfg), cfg, budget)
     _check_saved_tree(run_dir / "tree.json")
     sources = _read_sources(cfg)
@@ -288,8 +300,14 @@ def build_run(cfg: DictConfig, run_dir: Path, console: Console, conf_dir: Path =
         ledger.resume(run_dir / "usage.json")
     except LedgerError as exc:
         raise RunSetupError(str(exc)) from None
-    train = make_trainer(cfg, run_dir, interrupt, console)
-    settings = dataclasses.replace(settings, tracker=_tracker(cfg, run_dir, redact))
+    from .progress import RunProgress, is_live
+
+    live = is_live(cfg.progress, console)
+    # A live display draws on its own console: the run's lines (console, which may also feed main.log)
+    # reach the screen above it through the display's redirect of stderr.
+    progress = RunProgress(Console(stderr=True) if live else console, live, int(cfg.parallel))
+    train = make_trainer(cfg, run_dir, interrupt, console, on_epoch=progress.epoch if progress.live else None)
+    settings = dataclasses.replace(settings, tracker=_tracker(cfg, run_dir, redact), progress=progress)
 
     async def run():
         from tools.memory.errors import MemoryStoreError

@@ -28,6 +28,7 @@ from tools.training_tools import TrainArgs, training_tool
 from .interrupt import Interrupt, RunInterrupted
 from .llm import UsageLedger
 from .designers import Designer
+from .progress import RunProgress
 from .trial import Staged, TrialEnv, commit_trial, run_designer_trial, run_trial
 
 
@@ -55,6 +56,8 @@ class RunSettings:
     screen_proxy: str = "synflow"
     parallel: int = 1               # trials in flight at once
     tracker: object | None = None   # agents.tracking.MlflowTracker: .trial(trial, node), .end(summary)
+    progress: RunProgress | None = None  # what the run shows while it works (None: plain lines)
+    trainer: str = ""               # the trainer profile, named on screen and in the summary
 
 
 @dataclass
@@ -69,6 +72,7 @@ class RunSummary:
     usd: float = 0.0
     stopped: str | None = None
     usage_lines: list[str] = field(default_factory=list)
+    trainer: str = ""  # the trainer profile, e.g. "smoke (development schedule)"
     # per proxy: Spearman/Kendall against the trained nodes' validation accuracy (training.screening)
     proxy_correlations: dict = field(default_factory=dict)
 
@@ -79,8 +83,9 @@ class RunSummary:
         head = [f"stopped early: {self.stopped}"] if self.stopped else []
         from training.screening import correlation_lines
 
+        trainer = [f"trainer profile: {self.trainer}"] if self.trainer else []
         return head + [f"{self.trials} trials ({counts}); {best}; {self.tokens:,} tokens, ${self.usd:.4f}",
-                       *correlation_lines(self.proxy_correlations), *self.usage_lines]
+                       *correlation_lines(self.proxy_correlations), *self.usage_lines, *trainer]
 
     def to_json(self) -> dict:
         from dataclasses import asdict
@@ -99,6 +104,8 @@ async def run_design(settings: RunSettings, run_dir: Path, root_block: str, clie
     console = console or Console(stderr=True)
     ledger = ledger or UsageLedger(redact=redact)
     run_dir.mkdir(parents=True, exist_ok=True)
+    if settings.trainer:
+        console.print(f"trainer profile: {settings.trainer}", soft_wrap=True)
     tree_path = run_dir / "tree.json"
     usage_path = run_dir / "usage.json"
     # Side by side, each training runs in a worker thread so that the other trials' model calls go on.
@@ -126,17 +133,22 @@ async def run_design(settings: RunSettings, run_dir: Path, root_block: str, clie
     env = TrialEnv(tree=tree, memory=memory, clients=clients, train=train_tool, dataset=settings.dataset,
                    macro=settings.macro, budget=settings.budget, max_rounds=settings.max_rounds, run_dir=run_dir,
                    export=settings.export, ledger=ledger, redact=redact, space=settings.space,
-                   scorer=settings.scorer, screen_k=settings.screen_k, screen_proxy=settings.screen_proxy)
+                   scorer=settings.scorer, screen_k=settings.screen_k, screen_proxy=settings.screen_proxy,
+                   seed=settings.seed)
     finished = {n.trial for n in tree.nodes if n.trial}
     todo = [t for t in range(1, settings.trials + 1) if t not in finished]
     rng = random.Random(settings.seed)
     stopped = ledger.exceeded() if todo else None
     flights: dict[asyncio.Task, _Flight] = {}
 
+    progress = settings.progress or RunProgress(console, False, settings.parallel)
+    progress.begin(settings.trials, len(finished))
+
     def start(trial: int) -> _Flight:
         # The policy sees the trials in flight as taken expansions (graphs.search.with_in_flight).
         view = with_in_flight(tree, [f.parent.id for f in flights.values()])
         parent = tree.get(select(view, settings.policy, rng, **settings.policy_options).id)
+        progress.started(trial, parent.id)
         if settings.designer is None:
             console.print(f"[bold]trial {trial}/{settings.trials}[/]: improving node {parent.id} "
                           f"(valid {parent.valid_acc:.2f}%)")
@@ -145,18 +157,7 @@ async def run_design(settings: RunSettings, run_dir: Path, root_block: str, clie
         fork = tree.fork()  # the trial adds its nodes here; the driver alone changes the run's tree
         return _Flight(trial, parent, fork, len(fork), time.perf_counter(), time.time(),
                        dataclasses.replace(env, tree=fork, drafted=[], trial=trial, run_tree=tree,
-                                           on_stage=on_stage if settings.parallel > 1 else None))
-
-    def on_stage(trial: int, what: str) -> None:
-        """A progress line when a trial in flight changes what it is doing, with the others' stages."""
-        mine = next((f for f in flights.values() if f.trial == trial), None)
-        if mine is None or mine.stage == what:
-            return
-        mine.stage = what
-        others = ", ".join(f"{f.trial} {f.stage}" for f in sorted(flights.values(), key=lambda f: f.trial)
-                           if f.trial != trial and f.stage)
-        console.print(f"  trial {trial} (node {mine.parent.id}): {what}" + (f"  [in flight: {others}]" if others else ""),
-                      soft_wrap=True, highlight=False, markup=False)
+                                           on_stage=progress.stage))
 
     async def run_one(f: _Flight) -> Staged:
         with ledger.charging(str(f.trial)):
@@ -192,10 +193,12 @@ async def run_design(settings: RunSettings, run_dir: Path, root_block: str, clie
                     ledger.stop(f"{stopped}; stopped after trial {f.trial}" if stopped else None)
                 ledger.save(usage_path)
                 _append_timeline(run_dir, f, node, ledger.totals(str(f.trial)))
+                progress.finished(f.trial)
                 _report(console, tree, f.trial, node, settings)
                 _write_html(run_dir, console)
                 _track(settings, console, "trial", f.trial, node)
     except (asyncio.CancelledError, KeyboardInterrupt):
+        progress.close()
         others = [t for t in flights if t is not asyncio.current_task()]
         for t in others:
             t.cancel()
@@ -211,13 +214,17 @@ async def run_design(settings: RunSettings, run_dir: Path, root_block: str, clie
             raise RunInterrupted(None, "between trials") from None
         raise RunInterrupted(stopped_trials[0], "during trial" + ("s " if len(stopped_trials) > 1 else " ")
                              + ", ".join(map(str, stopped_trials))) from None
+    except BaseException:
+        progress.close()
+        raise
+    progress.close()
     if stopped:
         ledger.stop(ledger.stopped or f"{stopped}; no trial started")
         console.print(f"[yellow]stopping: {ledger.stopped}[/]; the tree is saved in {tree_path}")
     ledger.save(usage_path)
     write_best(tree, run_dir, settings)
     summary = summarize(tree)
-    summary.stopped = ledger.stopped
+    summary.stopped, summary.trainer = ledger.stopped, settings.trainer
     if ledger.calls:  # one scope for tokens and dollars: every model call of the run, the Reader's too
         summary.tokens = ledger.totals()["tokens"]
     summary.usd = ledger.totals()["usd"]
@@ -243,7 +250,6 @@ class _Flight:
     began: float       # perf_counter, for its duration
     started_at: float  # Unix time, for the timeline
     env: TrialEnv
-    stage: str = ""    # what it is doing now (progress lines)
 
 
 def _report(console: Console, tree: ModificationTree, trial: int, node: TreeNode, settings: RunSettings) -> None:
@@ -303,8 +309,11 @@ def write_best(tree: ModificationTree, run_dir: Path, settings: RunSettings) -> 
     out.mkdir(parents=True, exist_ok=True)
     (out / "block.txt").write_text(best.block)
     x = best.widths[0] if settings.macro == "nader" and best.widths else None
+    from training.datasets import input_normalization
+
     (out / "model.py").write_text(export_source(build_model(parse_block(best.block), settings.macro,
-                                                            settings.dataset, x)))
+                                                            settings.dataset, x),
+                                                normalization=input_normalization(settings.dataset, settings.seed)))
     weights = run_dir / "trials" / f"{best.trial or 0:04d}" / "weights.pt"
     if weights.exists():
         shutil.copyfile(weights, out / "weights.pt")

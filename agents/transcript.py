@@ -12,8 +12,9 @@ from autogen_agentchat.messages import BaseAgentEvent, BaseChatMessage
 
 
 class Transcript:
-    def __init__(self) -> None:
+    def __init__(self, models: dict[str, str] | None = None) -> None:
         self.records: list[dict] = []
+        self.models = models or {}  # role -> the model that speaks for it
 
     def add(self, item: BaseAgentEvent | BaseChatMessage | TaskResult) -> None:
         if isinstance(item, TaskResult):
@@ -26,6 +27,7 @@ class Transcript:
             "content": _content(item),
             "prompt_tokens": usage.prompt_tokens if usage else 0,
             "completion_tokens": usage.completion_tokens if usage else 0,
+            "model": self.models.get(item.source, "") if usage else "",  # a model's own message
         })
 
     def note(self, role: str, text: str) -> None:
@@ -56,7 +58,8 @@ class Transcript:
         lines = [f"# {title}", ""]
         for r in self.records:
             tokens = r["prompt_tokens"] + r["completion_tokens"]
-            head = f"## {r['role']} · {r['type']} · {r['time']}" + (f" · {tokens} tokens" if tokens else "")
+            head = (f"## {r['role']} · {r['type']} · {r['time']}" + (f" · {r['model']}" if r.get("model") else "")
+                    + (f" · {tokens} tokens" if tokens else ""))
             body = r["content"] if isinstance(r["content"], str) else json.dumps(r["content"], indent=2)
             fence = "```" if r["type"] != "TextMessage" else ""
             lines += [head, "", f"{fence}\n{body}\n{fence}" if fence else body, ""]

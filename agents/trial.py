@@ -11,9 +11,10 @@ from typing import Callable, Mapping
 from autogen_core.models import ChatCompletionClient
 
 from graphs.cost import Budget, BudgetError, fit_design
+from graphs.drawing import block_diff
 from graphs.errors import Issue
 from graphs.hashing import same_block
-from graphs.ir import Block
+from graphs.ir import Block, parse_block
 from graphs.space import Space, describe_arch, describe_space, make_space
 from graphs.tree import ModificationTree, TreeNode
 from graphs.validate import validate
@@ -57,6 +58,7 @@ class TrialEnv:
     # Candidates of trials in flight side by side (block, label, trial), shared by them all: one
     # design is not evaluated by two trials at once.
     reserved: list[tuple[Block, str, int]] = field(default_factory=list)
+    seed: int = 0   # the run's seed (the digits split, and so its normalisation constants, depend on it)
     trial: int = 0  # the trial this env belongs to (its own reservations are not repeats for it)
     # The run's tree, live, when `tree` is this trial's fork of it: nodes that trials beside this one
     # added after it began are repeats too.
@@ -224,7 +226,7 @@ async def _team_session(env: TrialEnv, trial: int, parent: TreeNode, log: Transc
         modifier=[edit_tool(draft), check],
     )
     team = design_team(env.clients, tools, env.max_rounds, space=env.space)
-    own = Transcript()
+    own = Transcript(models={role: str(getattr(client, "model", "") or "") for role, client in env.clients.items()})
     error = None
     try:
         shown = env.drafted + [(b, label) for b, label, t in env.reserved if t != trial]
@@ -234,6 +236,9 @@ async def _team_session(env: TrialEnv, trial: int, parent: TreeNode, log: Transc
             if getattr(item, "source", None) not in (None, speaker, "user"):
                 speaker = item.source
                 env.stage(speaker)
+            if type(item).__name__ == "ToolCallExecutionEvent" and any(
+                    getattr(r, "name", "") == "validate_block" for r in item.content):
+                env.stage(f"{speaker}: validator round {len(draft.validations)}")
     except Exception as exc:  # noqa: BLE001 - a failing model client ends this trial, not the run
         own.note("trial", env.redact(f"model client error: {type(exc).__name__}: {exc}"))  # with traceback
         # AutoGen re-raises with the inner traceback in the text: the tree keeps the first line.
@@ -316,6 +321,11 @@ def prepare_design(env: TrialEnv, parent: TreeNode, block: Block, log: Transcrip
         return env.tree.add(parent.id, str(block), status="invalid", reason=f"repeat of {beside}; {TAKEN_BESIDE}",
                             **common)
 
+    diff = block_diff(parse_block(parent.block), block)
+    log.note("diff", f"from node {parent.id}: {diff.summary()}" + "".join(
+        f"; {what} {sorted(ids)}" for what, ids in (("added nodes", diff.added_nodes), ("changed nodes", diff.changed_nodes),
+                                                    ("removed nodes", diff.removed_nodes), ("added edges", diff.added_edges),
+                                                    ("removed edges", diff.removed_edges)) if ids))
     try:
         x, widths, params, flops = fit_design(block, env.macro, env.dataset, env.budget)
     except BudgetError as exc:
@@ -480,8 +490,10 @@ def _write_trial_files(env: TrialEnv, trial: int, node: TreeNode, log: Transcrip
     if env.export and node.status == "trained":
         from graphs.compile import build_model
         from graphs.export import export_source
-        from graphs.ir import parse_block
 
         x = node.widths[0] if env.macro == "nader" and node.widths else None
-        (d / "model.py").write_text(export_source(build_model(parse_block(node.block), env.macro, env.dataset, x)))
+        from training.datasets import input_normalization
+
+        (d / "model.py").write_text(export_source(build_model(parse_block(node.block), env.macro, env.dataset, x),
+                                                  normalization=input_normalization(env.dataset, env.seed)))
     log.write(d, f"Trial {trial}: node {node.id} ({node.status})", redact=env.redact)

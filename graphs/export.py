@@ -52,7 +52,21 @@ def _class_sources(specs: list[ModuleSpec], reserved: set[str]) -> list[str]:
     return out
 
 
-def export_source(compiled: Compiled, class_name: str = "NaderNet") -> str:
+def _normalization(mean: tuple[float, ...], std: tuple[float, ...]) -> str:
+    return (f"# The input normalisation the model was trained with: images in [0, 1], per channel.\n"
+            f"MEAN = {tuple(round(float(m), 6) for m in mean)!r}\n"
+            f"STD = {tuple(round(float(s), 6) for s in std)!r}\n\n\n"
+            "def normalize(x: torch.Tensor) -> torch.Tensor:\n"
+            '    """(B, C, H, W) images in [0, 1] -> what the model takes."""\n'
+            "    mean = torch.tensor(MEAN, dtype=x.dtype, device=x.device).view(1, -1, 1, 1)\n"
+            "    std = torch.tensor(STD, dtype=x.dtype, device=x.device).view(1, -1, 1, 1)\n"
+            "    return (x - mean) / std\n")
+
+
+def export_source(compiled: Compiled, class_name: str = "NaderNet",
+                  normalization: tuple[tuple[float, ...], tuple[float, ...]] | None = None) -> str:
+    """`normalization`: (mean, std) per channel of the training data, written as MEAN, STD and
+    normalize() beside the model (a model is only usable with the inputs it was trained on)."""
     lay = compiled.layout
     classes = _class_sources(list(compiled.specs.values()), {class_name, "build_model", "torch", "nn"})
     init = "\n".join(f"        self.{name} = {_render(spec)}" for name, spec in compiled.specs.items())
@@ -61,6 +75,7 @@ def export_source(compiled: Compiled, class_name: str = "NaderNet") -> str:
         _HEADER.format(macro=lay.macro, widths=list(lay.widths), dataset=lay.dataset.name,
                        classes=lay.dataset.num_classes, size=lay.dataset.image_size,
                        params=compiled.cost.params, flops=compiled.cost.flops),
+        *([_normalization(*normalization)] if normalization else []),
         *classes,
         f"class {class_name}(nn.Module):\n"
         f"    def __init__(self):\n"

@@ -121,10 +121,11 @@ def _cases(tmp: Path, silent_port: int) -> list[tuple[str, list[str]]]:
         ("launcher.threads", ["launcher.threads=0"]),
         ("launcher.resources", ["launcher.resources={num_gpus:-1}"]),
         ("launcher.address", ["launcher.name=ray", "launcher.address=nohost"]),
+        ("tracking.experiment", ["tracking=mlflow", "tracking.experiment=''"]),
     ]
 
 
-CASES = 70
+CASES = 71
 
 
 @pytest.fixture(scope="module")

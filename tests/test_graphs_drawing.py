@@ -42,3 +42,4 @@ def test_diff_names_added_changed_and_removed_parts():
     back = block_diff(parse_block(CHILD), parse_block(PARENT))
     assert back.removed_nodes == {4} and back.removed_edges == d.added_edges
     assert block_diff(parse_block(PARENT), parse_block(PARENT)).empty
+

@@ -70,7 +70,8 @@ def recorded(tmp_path_factory):
         requests = server.requests
         port = server.port
     assert res.returncode == 0, res.stderr[-3000:]
-    return {"run": base / "run", "cache": base / "cache", "requests": requests, "port": port, "stderr": res.stderr}
+    return {"run": base / "run", "cache": base / "cache", "requests": requests, "port": port, "stderr": res.stderr,
+            "stdout": res.stdout}
 
 
 @pytest.mark.slow
@@ -93,7 +94,11 @@ def test_http_run_is_as_complete_as_an_offline_run(recorded, offline):
     assert usage["total"]["calls"] == len(chats) and usage["total"]["tokens"] == ref["total"]["tokens"] > 0
     assert set(usage["per_role"]) == {"Proposer", "Reflector", "Modifier"}
     assert set(usage["per_trial"]) == {"1", "2", "3"} and usage["per_model"].keys() == {"test-model"}
-    assert "model usage:" in recorded["stderr"]
+    # the result on stdout, progress on stderr, both in main.log
+    assert "model usage:" in recorded["stdout"] and "model usage:" not in recorded["stderr"]
+    assert "trial 3/3" in recorded["stderr"] and "trial 3/3" not in recorded["stdout"]
+    log = (run_dir / "main.log").read_text()
+    assert "model usage:" in log and "trial 3/3" in log and "\x1b[" not in log
 
 
 def test_the_key_never_reaches_a_file(recorded):

@@ -130,3 +130,16 @@ def test_minilm_loads_offline_and_ranks_a_paraphrase_closer():
     assert res["near"] > res["far"] + 0.2
     assert "se-channel-attention" in res["top"], res["top"]
     assert not (ROOT / ".no-such-hf-home").exists()
+
+
+def test_loading_minilm_says_nothing_on_the_screen():
+    import subprocess
+    import sys
+
+    code = ("import logging; logging.basicConfig(level=logging.INFO)\n"
+            "from tools.memory.embedders import make_embedder\n"
+            "print(len(make_embedder('minilm').embed(['hello'])[0]))\n")
+    res = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300,
+                         cwd=str(__import__("pathlib").Path(__file__).resolve().parents[1]))
+    assert res.returncode == 0 and res.stdout.strip() == "384", res.stderr[-2000:]
+    assert "Loading" not in res.stderr and "sentence_transformers" not in res.stderr, res.stderr

@@ -226,3 +226,37 @@ def test_progress_lines_say_what_each_trial_in_flight_is_doing(tmp_path):
         assert {s for _, s in mine} >= {"Proposer", "Modifier", "Reflector", "training"}, mine
         assert {p for p, _ in mine} == {lines[t]["parent"]}  # the node it started from
     assert "[in flight: " in out.getvalue()  # with the other trial's stage beside it
+
+
+def test_run_progress_live_and_plain():
+    import io
+
+    from rich.console import Console
+
+    from agents.progress import RunProgress, is_live
+
+    term = Console(file=io.StringIO(), force_terminal=True, width=200)
+    pipe = Console(file=io.StringIO(), width=200)
+    assert is_live(None, term) and not is_live(None, pipe) and is_live(True, pipe) and not is_live(False, term)
+    live = RunProgress(term, live=True, parallel=2)
+    live.begin(total=4, done=1)
+    live.started(2, 0)
+    live.started(3, 1)
+    live.stage(3, "Modifier: validator round 2")
+    live.epoch(2, 3, 8)  # from the trainer
+    assert [t.description for t in live._bar.tasks] == ["trials", "  trial 2 (node 0): training, epoch 3/8",
+                                                       "  trial 3 (node 1): Modifier: validator round 2"]
+    assert (live._bar.tasks[1].completed, live._bar.tasks[1].total) == (3, 8)
+    live.finished(2)
+    assert live._bar.tasks[0].completed == 2 and len(live._bar.tasks) == 2
+    live.close()
+    assert "2/4" in term.file.getvalue() and "ETA" in term.file.getvalue()
+    plain = RunProgress(pipe, live=False, parallel=2)
+    plain.begin(total=4, done=0)
+    plain.started(1, 0)
+    plain.started(2, 0)
+    plain.stage(1, "Proposer")
+    plain.stage(2, "training")
+    plain.stage(2, "training")  # no change, no line
+    assert pipe.file.getvalue().splitlines() == ["  trial 1 (node 0): Proposer",
+                                                 "  trial 2 (node 0): training  [in flight: 1 Proposer]"]

@@ -138,3 +138,15 @@ def test_mlflow_tracking_records_per_trial_metrics_and_the_best_block(tmp_path, 
     best = [a.path for a in client.list_artifacts(run.info.run_id, "best")]
     assert "best/block.txt" in best and any(p.endswith(".py") for p in best), best
     assert "report.html" in [a.path for a in client.list_artifacts(run.info.run_id)]
+    # the exported model carries the normalisation it was trained with (CIFAR-100's NB201 constants)
+    from training.datasets import input_normalization
+
+    mean, std = input_normalization("cifar100")
+    source = (run_dir / "best" / "model.py").read_text()
+    assert f"MEAN = {tuple(round(m, 6) for m in mean)!r}" in source and "def normalize(x" in source
+    namespace: dict = {}
+    exec(compile(source, "model.py", "exec"), namespace)  # our own generated source, not model text
+    import torch
+
+    x = torch.rand(2, 3, 32, 32)
+    assert torch.allclose(namespace["normalize"](x)[:, 0], (x[:, 0] - mean[0]) / std[0])

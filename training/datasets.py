@@ -370,6 +370,17 @@ def load_digits(root: Path | None, seed: int, download: bool = True) -> ImageDat
                         {"split": "60/20/20", "channels": "gray replicated to 3"})
 
 
+def input_normalization(name: str, seed: int = 0) -> tuple[tuple[float, ...], tuple[float, ...]]:
+    """(mean, std) per channel in [0, 1] units that training on `name` normalises with: the NB201
+    constants for CIFAR and ImageNet16-120 (no files needed), the training split's for digits."""
+    fixed = {"cifar10": (_CIFAR10_MEAN, _CIFAR10_STD), "cifar100": (_CIFAR100_MEAN, _CIFAR100_STD),
+             "imagenet16-120": (_IN16_MEAN, _IN16_STD)}
+    if name in fixed:
+        return _unit(fixed[name][0]), _unit(fixed[name][1])
+    d = load_digits(None, seed)
+    return d.mean, d.std
+
+
 Loader = Callable[[Path, int, bool], ImageDataset]
 
 DATASETS: dict[str, Loader] = {

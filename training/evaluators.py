@@ -38,6 +38,8 @@ class TrainEvaluator:
 
     progress: bool | None = None
     name: str = "train"
+    # Told (trial id, epoch, epochs) after each epoch; in this process only (not picklable in general).
+    on_epoch: Callable[[str, int, int], None] | None = None
 
     def evaluate(self, trial: TrialSpec) -> TrialResult:
         try:
@@ -50,7 +52,9 @@ class TrainEvaluator:
             return result
         return train(trial.model_factory, data, profile, seed=trial.seed, device=trial.device,
                      time_limit_s=trial.time_limit_s, progress=self.progress, out=trial.out,
-                     trial_id=trial.trial_id, weights=trial.weights_out)
+                     trial_id=trial.trial_id, weights=trial.weights_out,
+                     on_epoch=None if self.on_epoch is None else
+                     (lambda m: self.on_epoch(trial.trial_id, m.epoch, profile.epochs)))
 
 
 def _nb201_table(**kwargs) -> Evaluator:

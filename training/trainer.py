@@ -268,7 +268,8 @@ def _save_weights(net: nn.Module, path: Path) -> None:
 def train(model: ModelSource, data: ImageDataset, profile: str | TrainerProfile = "smoke", *, seed: int = 0,
           device: str | torch.device | None = None, time_limit_s: float | None = None,
           progress: bool | None = None, out: str | Path | None = None, trial_id: str = "",
-          weights: str | Path | None = None) -> TrialResult:
+          weights: str | Path | None = None,
+          on_epoch: Callable[[EpochMetrics], None] | None = None) -> TrialResult:
     """Train `model` (a module, or a zero-arg factory built here under `seed`) on `data`.
 
     Never raises for a failing model: NaN/Inf loss, exceptions in the model, CUDA OOM and the time
@@ -293,7 +294,12 @@ def train(model: ModelSource, data: ImageDataset, profile: str | TrainerProfile 
                 raise TrainingFailure(f"model factory returned {type(net).__name__}, not a torch.nn.Module")
             base["params"] = sum(p.numel() for p in net.parameters())
             trainer = Trainer(net, data, prof, seed=seed, device=dev, time_limit_s=time_limit_s)
-            _, train_s, images = trainer.run(progress=show, on_epoch=history.append)
+            def epoch_done(m: EpochMetrics) -> None:
+                history.append(m)
+                if on_epoch is not None:  # e.g. the run's live display
+                    on_epoch(m)
+
+            _, train_s, images = trainer.run(progress=show, on_epoch=epoch_done)
             best = max(history, key=lambda m: m.valid_acc)
             result = TrialResult(status="ok", **base, epochs=history, final_valid_acc=history[-1].valid_acc,
                                  final_test_acc=trainer.evaluate(trainer.data.test), best_epoch=best.epoch,

