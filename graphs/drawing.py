@@ -35,6 +35,44 @@ class BlockDiff:
 
 
 def block_diff(parent: Block, child: Block) -> BlockDiff:
+    """The smaller of two readings: by node id (edits keep the ids of nodes they do not touch), and
+    by matching nodes on their operation and their inputs' operations (for blocks rebuilt with new
+    ids, e.g. NAS-Bench-201 cells, where ids say nothing)."""
+    by_id, by_shape = _diff_by_id(parent, child), _diff_by_shape(parent, child)
+    return by_shape if _size(by_shape) < _size(by_id) else by_id
+
+
+def _size(d: BlockDiff) -> int:
+    return (len(d.added_nodes) + len(d.changed_nodes) + len(d.removed_nodes) + len(d.added_edges)
+            + len(d.removed_edges))
+
+
+def _diff_by_shape(parent: Block, child: Block) -> BlockDiff:
+    def key(block: Block, nid: int) -> tuple:
+        ops = block.node_map
+        return format_op(ops[nid]), tuple(sorted(format_op(ops[i]) for i in block.inputs.get(nid, [])))
+
+    match: dict[int, int] = {}  # child id -> parent id
+    # First nodes whose operation and inputs' operations agree, then the rest by operation alone.
+    for k in (key, lambda block, nid: format_op(block.node_map[nid])):
+        free: dict = {}
+        for n in sorted(parent.nodes, key=lambda n: n.id):
+            if n.id not in match.values():
+                free.setdefault(k(parent, n.id), []).append(n.id)
+        for n in sorted(child.nodes, key=lambda n: n.id):
+            pool = free.get(k(child, n.id)) if n.id not in match else None
+            if pool:
+                match[n.id] = pool.pop(0)
+    p_edges = set(parent.edges)
+    seen = {(match[a], match[b]) for a, b in child.edges if a in match and b in match}
+    return BlockDiff(added_nodes=frozenset(n.id for n in child.nodes if n.id not in match), changed_nodes=frozenset(),
+                     removed_nodes=frozenset(set(parent.node_map) - set(match.values())),
+                     added_edges=frozenset((a, b) for a, b in child.edges
+                                           if a not in match or b not in match or (match[a], match[b]) not in p_edges),
+                     removed_edges=frozenset(p_edges - seen))
+
+
+def _diff_by_id(parent: Block, child: Block) -> BlockDiff:
     p_ops = {n.id: format_op(n) for n in parent.nodes}
     c_ops = {n.id: format_op(n) for n in child.nodes}
     p_edges, c_edges = set(parent.edges), set(child.edges)

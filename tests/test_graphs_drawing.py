@@ -43,3 +43,19 @@ def test_diff_names_added_changed_and_removed_parts():
     assert back.removed_nodes == {4} and back.removed_edges == d.added_edges
     assert block_diff(parse_block(PARENT), parse_block(PARENT)).empty
 
+
+
+def test_a_block_rebuilt_with_new_ids_is_matched_by_shape():
+    renumbered = """##B##
+0:input
+1:output
+7:Conv2d(out_channels=C,kernel_size=3)
+5:ReLU
+0->7
+7->5
+5->1
+"""
+    d = block_diff(parse_block(PARENT), parse_block(renumbered))
+    assert d.empty, d  # by id: 2 nodes added and 2 removed; by shape: the same block
+    one_more = renumbered.replace("5->1\n", "5->1\n0->1\n")
+    assert block_diff(parse_block(PARENT), parse_block(one_more)).summary() == "1 edge(s) added"

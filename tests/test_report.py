@@ -58,6 +58,12 @@ def test_inspect_prints_the_tree_and_a_filtered_transcript(run):
     mine = [r for r in records if r["role"] == "Reflector" and not r["type"].startswith("ToolCall")]
     assert f"trial 2: {len(mine)} of {len(records)} records (role Reflector)" in text
     assert text.count("Reflector · ") == len(mine) and "Modifier · " not in text
+    # the transcript names the model of each model message and records the block's change
+    spoken = [r for r in records if r["prompt_tokens"] + r["completion_tokens"] > 0]
+    assert spoken and {r["model"] for r in spoken} == {"offline-designer"}
+    diff = [r for r in records if r["role"] == "diff"]
+    assert len(diff) == 1 and diff[0]["content"].startswith(f"from node {next(n.parent for n in tree.nodes if n.trial == 2)}: ")
+    assert "offline-designer" in (run_dir / "trials" / "0002" / "transcript.md").read_text()
     out = io.StringIO()
     assert main([str(run_dir), "--trial", "9"], Console(file=out, width=200)) == 2
     assert "trial 9 has no transcript; trials with one: [1, 2, 3]" in out.getvalue()
@@ -150,3 +156,17 @@ def test_mlflow_tracking_records_per_trial_metrics_and_the_best_block(tmp_path, 
 
     x = torch.rand(2, 3, 32, 32)
     assert torch.allclose(namespace["normalize"](x)[:, 0], (x[:, 0] - mean[0]) / std[0])
+
+
+def test_a_report_for_a_run_with_only_its_tree(run, tmp_path):
+    """A run made before reports (or stopped early) has a tree and little else: the page still draws."""
+    from agents.report import main
+
+    run_dir, tree = run
+    old = tmp_path / "old"
+    old.mkdir()
+    shutil.copy(run_dir / "tree.json", old / "tree.json")
+    assert main([str(old)]) == 0
+    html = (old / "report.html").read_text()
+    assert html.count('class="tree-node ') == len(tree) and "the run has not finished" in html
+    assert main([str(tmp_path / "nothing")]) == 2
