@@ -95,7 +95,7 @@ def run_job(cfg: DictConfig) -> float | None:
         logging.getLogger(noisy).setLevel(logging.WARNING)  # one line per HTTP request is noise here
     run_dir = Path(HydraConfig.get().runtime.output_dir)
     log = open(run_dir / "main.log", "a", encoding="utf-8")  # Hydra's job log: the run's lines go there too
-    console = Console(file=LogTee(log))  # progress and messages: stderr (and main.log)
+    console = Console(file=LogTee(log), soft_wrap=True)  # progress and messages: stderr (and main.log), unwrapped
     saved = hydra_saved_configs(run_dir)
     # A key typed on the command line is refused below, but Hydra has already saved it: mask it there.
     scrub_files(saved, Redactor(config_secrets(cfg)))

@@ -162,7 +162,8 @@ def test_a_token_cap_stops_after_the_trial_that_crosses_it(offline, tmp_path):
     cap = per_trial["1"]["total"]["tokens"] + per_trial["2"]["total"]["tokens"] - 1  # crossed during trial 2
     res = main(tmp_path / "run", "trials=5", f"budget.max_tokens={cap}")
     assert res.returncode == 0, res.stderr[-3000:]
-    assert "budget.max_tokens reached" in res.stderr and "stopped after trial 2" in res.stderr
+    # the summary (stdout) says why the run stopped
+    assert "budget.max_tokens reached" in res.stdout and "stopped after trial 2" in res.stdout
     assert history(tmp_path / "run") == history(offline)[:3]  # the tree up to trial 2 is saved
     usage = json.loads((tmp_path / "run" / "usage.json").read_text())
     assert usage["stopped"].startswith("budget.max_tokens reached") and set(usage["per_trial"]) == {"1", "2"}
@@ -352,7 +353,8 @@ def test_a_replay_with_the_same_cap_stops_where_the_capped_run_would(recorded, t
     res = main(tmp_path / "replay", "trials=3", f"llm.cache={recorded['cache']}", "llm.cache_mode=replay",
                f"budget.max_tokens={cap}", port=recorded["port"], key=None)
     assert res.returncode == 0, res.stderr[-3000:]
-    assert "budget.max_tokens reached" in res.stderr and "stopped after trial 2" in res.stderr
+    # the summary (stdout) says why the run stopped
+    assert "budget.max_tokens reached" in res.stdout and "stopped after trial 2" in res.stdout
     assert history(tmp_path / "replay") == history(recorded["run"])[:3]
     usage = json.loads((tmp_path / "replay" / "usage.json").read_text())
     assert set(usage["per_trial"]) == {"1", "2"} and usage["total"]["spent_tokens"] == 0
@@ -406,6 +408,9 @@ def test_main_log_holds_one_line_per_failed_model_call_and_no_traceback(tmp_path
         res = main(tmp_path / "run", "trials=2", "llm.retry.attempts=2", server=server)
     log = (tmp_path / "run" / "main.log").read_text()
     assert "Traceback" not in log + res.stdout + res.stderr, log
-    failures = [line for line in log.splitlines() if "gave up after 2 attempt(s)" in line]
-    assert len(failures) == 2 and all("[ERROR]" in line for line in failures)  # one per failed call: one per trial
+    failures = [line for line in log.splitlines() if "gave up after 2 attempt(s)" in line and "[ERROR]" in line]
+    assert len(failures) == 2  # one per failed call: one per trial
     assert sum("[ERROR]" in line for line in log.splitlines()) == 2
+    # the run's own lines are there too: each trial's outcome, and the summary
+    assert sum(line.startswith("  -> trial ") and "failed" in line for line in log.splitlines()) == 2
+    assert "2 trials (2 failed)" in log
