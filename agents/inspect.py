@@ -18,7 +18,7 @@ from rich.tree import Tree
 
 from graphs.tree import ModificationTree, TreeNode
 
-from .report import _edge_label
+from .report import edge_label
 
 __all__ = ["tree_view", "transcript_lines", "main"]
 
@@ -28,7 +28,7 @@ TOOL_TYPES = ("ToolCallRequestEvent", "ToolCallExecutionEvent", "ToolCallSummary
 def _label(n: TreeNode) -> str:
     acc = f" valid {n.valid_acc:.2f}% test {n.test_acc:.2f}%" if n.valid_acc is not None and n.test_acc is not None else ""
     size = f" {n.params:,} params" if n.params else ""
-    how = f" [dim]{escape(_edge_label(n))}[/]" if n.parent is not None and _edge_label(n) else ""
+    how = f" [dim]{escape(edge_label(n))}[/]" if n.parent is not None and edge_label(n) else ""
     colour = {"trained": "green", "failed": "red", "invalid": "red", "duplicate": "yellow", "screened": "cyan"}.get(
         n.status, "white")
     trial = "root" if n.parent is None else f"trial {n.trial}"

@@ -71,7 +71,7 @@ def _strategy(node: TreeNode) -> str:
     return (m.group(1).strip() if m else "")[:60]
 
 
-def _edge_label(node: TreeNode) -> str:
+def edge_label(node: TreeNode) -> str:
     return (node.inspiration or _strategy(node) or "")[:40]
 
 
@@ -91,7 +91,7 @@ def tree_drawing(tree: ModificationTree) -> dict:
     g.add_nodes_from(n.id for n in tree.nodes)
     g.add_edges_from((n.parent, n.id) for n in tree.nodes if n.parent is not None)
     pos = nx.bfs_layout(g.to_undirected(), 0, align="horizontal") if len(g) > 1 else {0: (0.0, 0.0)}
-    xs, ys = sorted({float(p[0]) for p in pos.values()}), sorted({float(p[1]) for p in pos.values()})
+    ys = sorted({float(p[1]) for p in pos.values()})
     depth = {y: i for i, y in enumerate(ys)}
     per_row: dict[float, list[int]] = {}
     for nid, (_, y) in pos.items():
@@ -110,7 +110,7 @@ def tree_drawing(tree: ModificationTree) -> dict:
               "title": f"node {n.id} ({n.status})" + (f": valid {n.valid_acc:.2f}%" if n.valid_acc is not None else "")}
              for n in tree.nodes]
     edges = [{"x1": at[n.parent][0], "y1": at[n.parent][1], "x2": at[n.id][0], "y2": at[n.id][1],
-              "label": _edge_label(n)} for n in tree.nodes if n.parent is not None]
+              "label": edge_label(n)} for n in tree.nodes if n.parent is not None]
     return {"nodes": nodes, "edges": edges, "width": width, "height": 80 + (len(ys) - 1) * 90}
 
 

@@ -12,7 +12,7 @@ from .datasets import DatasetError, load_dataset
 from .profiles import ProfileError
 from .results import TrialResult
 from .trainer import train
-from .trials import TrialSpec, failed_result
+from .trials import TrialSpec, recorded_failure
 
 __all__ = ["Evaluator", "TrainEvaluator", "EVALUATORS", "make_evaluator",
            "UnknownEvaluatorError"]
@@ -46,10 +46,7 @@ class TrainEvaluator:
             profile = trial.resolved_profile()
             data = load_dataset(trial.dataset, trial.root, seed=trial.data_seed, subset=profile.subset)
         except (DatasetError, ProfileError) as e:
-            result = failed_result(trial, f"{type(e).__name__}: {e}", evaluator=self.name)
-            if trial.out:
-                result.write_json(trial.out)
-            return result
+            return recorded_failure(trial, f"{type(e).__name__}: {e}", evaluator=self.name)
         return train(trial.model_factory, data, profile, seed=trial.seed, device=trial.device,
                      time_limit_s=trial.time_limit_s, progress=self.progress, out=trial.out,
                      trial_id=trial.trial_id, weights=trial.weights_out,

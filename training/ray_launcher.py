@@ -19,7 +19,7 @@ from typing import Callable, Sequence
 
 from .evaluators import Evaluator, TrainEvaluator
 from .results import TrialResult
-from .trials import TrialSpec, failed_result
+from .trials import TrialSpec, recorded_failure
 
 __all__ = ["RayLauncher", "RayMissingError", "import_ray"]
 
@@ -117,10 +117,7 @@ class RayLauncher:
         return opts
 
     def _fail(self, spec: TrialSpec, why: str) -> TrialResult:
-        res = failed_result(spec, why, evaluator=self.evaluator.name)
-        if spec.out:
-            res.write_json(spec.out)
-        return res
+        return recorded_failure(spec, why, evaluator=self.evaluator.name)
 
     def run(self, trials: Sequence[TrialSpec]) -> list[TrialResult]:
         ray = self._ray()

@@ -10,7 +10,7 @@ import torch.nn as nn
 from .profiles import TrainerProfile, get_profile
 from .results import TrialResult
 
-__all__ = ["TrialSpec", "failed_result"]
+__all__ = ["TrialSpec", "failed_result", "recorded_failure"]
 
 
 @dataclass(frozen=True)
@@ -49,3 +49,11 @@ def failed_result(spec: TrialSpec, reason: str, evaluator: str = "train", **kw) 
     return TrialResult(status="failed", reason=reason, trial_id=spec.trial_id, evaluator=evaluator,
                        dataset=spec.dataset, profile=pname, full_protocol=full, seed=spec.seed,
                        split_seed=spec.data_seed, device=spec.device or "", **kw)
+
+
+def recorded_failure(spec: TrialSpec, reason: str, evaluator: str = "train") -> TrialResult:
+    """`failed_result`, also written to the spec's `out` when it has one (as a finished trial's is)."""
+    result = failed_result(spec, reason, evaluator=evaluator)
+    if spec.out:
+        result.write_json(spec.out)
+    return result
