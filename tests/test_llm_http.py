@@ -162,7 +162,8 @@ def test_a_token_cap_stops_after_the_trial_that_crosses_it(offline, tmp_path):
     cap = per_trial["1"]["total"]["tokens"] + per_trial["2"]["total"]["tokens"] - 1  # crossed during trial 2
     res = main(tmp_path / "run", "trials=5", f"budget.max_tokens={cap}")
     assert res.returncode == 0, res.stderr[-3000:]
-    # the summary (stdout) says why the run stopped
+    # the run's line (stderr) and its summary (stdout) say why it stopped
+    assert "budget.max_tokens reached" in res.stderr and "stopped after trial 2" in res.stderr
     assert "budget.max_tokens reached" in res.stdout and "stopped after trial 2" in res.stdout
     assert history(tmp_path / "run") == history(offline)[:3]  # the tree up to trial 2 is saved
     usage = json.loads((tmp_path / "run" / "usage.json").read_text())
@@ -353,7 +354,8 @@ def test_a_replay_with_the_same_cap_stops_where_the_capped_run_would(recorded, t
     res = main(tmp_path / "replay", "trials=3", f"llm.cache={recorded['cache']}", "llm.cache_mode=replay",
                f"budget.max_tokens={cap}", port=recorded["port"], key=None)
     assert res.returncode == 0, res.stderr[-3000:]
-    # the summary (stdout) says why the run stopped
+    # the run's line (stderr) and its summary (stdout) say why it stopped
+    assert "budget.max_tokens reached" in res.stderr and "stopped after trial 2" in res.stderr
     assert "budget.max_tokens reached" in res.stdout and "stopped after trial 2" in res.stdout
     assert history(tmp_path / "replay") == history(recorded["run"])[:3]
     usage = json.loads((tmp_path / "replay" / "usage.json").read_text())

@@ -124,16 +124,16 @@ def test_a_run_through_ray(tmp_path):
 def test_a_run_goes_on_when_a_ray_worker_dies_mid_training(tmp_path):
     run_dir = tmp_path / "run"
     killed: list[int] = []
-    # trial 2's worker is killed as soon as the launcher records where it runs; its training (3
-    # epochs, a second or more) cannot finish within the watcher's 10 ms poll
-    watcher = _kill_when_it_starts(run_dir / "trials" / "0002" / "worker.json", killed)
+    # trial 1's worker is killed as soon as the launcher records where it runs (its training, 3
+    # epochs, a second or more, cannot finish within the watcher's 10 ms poll); trial 2 then trains
+    watcher = _kill_when_it_starts(run_dir / "trials" / "0001" / "worker.json", killed)
     summary, tree, _ = run_loop(run_dir, RUN + ["trials=2", "trainer.epochs=3", "trainer.subset=200",
                                                 "launcher.threads=1"])
     watcher.join(5)
     by_trial = {n.trial: n for n in tree.nodes if n.trial}
     assert killed and summary.trials == 2 and set(by_trial) == {1, 2}
-    assert by_trial[2].status == "failed" and by_trial[2].reason.startswith("Ray worker or node failed"), by_trial[2]
-    assert by_trial[1].status == "trained" and (run_dir / "summary.json").is_file()  # the run finished
+    assert by_trial[1].status == "failed" and by_trial[1].reason.startswith("Ray worker or node failed"), by_trial[1]
+    assert by_trial[2].status == "trained" and (run_dir / "summary.json").is_file()  # the run went on and finished
 
 
 def test_launcher_ray_without_ray_names_the_extra(monkeypatch):
