@@ -251,6 +251,15 @@ class EvaluatorConfig(_Strict):
 class SpaceConfig(_Strict):
     name: Literal["open", "nb201"]
     root: str | None
+    blind: StrictBool = False
+
+    @field_validator("blind")
+    @classmethod
+    def _blind(cls, v: bool, info: ValidationInfo) -> bool:
+        if v and info.data.get("name") != "nb201":
+            raise ValueError("is for space=nb201 (ops shown under neutral names); the open space has no op names "
+                             "to hide")
+        return v
 
     @field_validator("root")
     @classmethod
@@ -267,16 +276,22 @@ class SpaceConfig(_Strict):
         return v
 
 
-_DESIGNER_OPTIONS = {"team": (), "random": ("max_edits",), "rea": ("max_edits", "population", "tournament")}
+_DESIGNER_OPTIONS = {"team": ("knowledge", "experience", "feedback"), "random": ("max_edits",),
+                     "rea": ("max_edits", "population", "tournament")}
 
 
 class DesignerConfig(_Strict):
     name: Literal["team", "random", "rea"]
+    # The team's parts (the paper's ablations switch one off): knowledge retrieval (no-reader),
+    # experience retrieval (no-lde), validator feedback rounds (no-lif).
+    knowledge: StrictBool | None = Field(None, validate_default=True)
+    experience: StrictBool | None = Field(None, validate_default=True)
+    feedback: StrictBool | None = Field(None, validate_default=True)
     max_edits: StrictInt | None = Field(None, ge=1, le=10, validate_default=True)
     population: StrictInt | None = Field(None, ge=2, le=100_000, validate_default=True)
     tournament: StrictInt | None = Field(None, ge=1, le=100_000, validate_default=True)
 
-    @field_validator("max_edits", "population", "tournament")
+    @field_validator("max_edits", "population", "tournament", "knowledge", "experience", "feedback")
     @classmethod
     def _option(cls, v: int | None, info: ValidationInfo) -> int | None:
         name = info.data.get("name")
@@ -470,6 +485,10 @@ RESULT_KEYS = ("dataset", "macro", "space", "designer", "screen", "trainer", "ev
 # Result keys added after runs were made, with the values that mean "as before": a run saved
 # without the key resumes when the new config has them.
 ADDED_LATER: dict[str, dict[str, Any]] = {"screen": {"k": 1}}
+# Keys added inside a result key's mapping, with the value that means "as before": a saved config
+# without one equals a new config that has that value.
+ADDED_INSIDE: dict[str, dict[str, Any]] = {"space": {"blind": False},
+                                           "designer": {"knowledge": True, "experience": True, "feedback": True}}
 
 
 def result_changes(saved: Mapping[str, Any], now: Mapping[str, Any]) -> list[str]:
@@ -483,7 +502,9 @@ def result_changes(saved: Mapping[str, Any], now: Mapping[str, Any]) -> list[str
                 all(b.get(k) == v for k, v in ADDED_LATER[key].items()):
             continue
         if isinstance(a, Mapping) and isinstance(b, Mapping):
-            out += [f"{key}.{k}" for k in sorted(set(a) | set(b)) if a.get(k, _MISSING) != b.get(k, _MISSING)]
+            before = ADDED_INSIDE.get(key, {})
+            out += [f"{key}.{k}" for k in sorted(set(a) | set(b))
+                    if a.get(k, before.get(k, _MISSING)) != b.get(k, before.get(k, _MISSING))]
         else:
             out.append(key)
     return out

@@ -60,7 +60,7 @@ def run_space(cfg: DictConfig):
     """The design space the config names (graphs.space)."""
     from graphs.space import make_space
 
-    return make_space(cfg.space.name, cfg.space.root)
+    return make_space(cfg.space.name, cfg.space.root, blind_seed=int(cfg.seed) if cfg.space.get("blind") else None)
 
 
 def run_designer(cfg: DictConfig):
@@ -69,6 +69,15 @@ def run_designer(cfg: DictConfig):
 
     options = {k: v for k, v in OmegaConf.to_container(cfg.designer, resolve=True).items() if k != "name"}
     return make_designer(cfg.designer.name, **options)
+
+
+def team_parts(cfg: DictConfig):
+    """The team's parts the config switches on (agents.team.TeamParts); all of them for a baseline."""
+    from .team import TeamParts
+
+    if cfg.designer.name != "team":
+        return TeamParts()
+    return TeamParts(**{k: bool(cfg.designer.get(k, True)) for k in ("knowledge", "experience", "feedback")})
 
 
 def run_scorer(cfg: DictConfig):
@@ -284,7 +293,7 @@ def build_run(cfg: DictConfig, run_dir: Path, console: Console, conf_dir: Path =
                            budget=budget, max_rounds=int(cfg.max_rounds), export=bool(cfg.export),
                            space=run_space(cfg), designer=run_designer(cfg), scorer=run_scorer(cfg),
                            screen_k=int(cfg.screen.k), screen_proxy=str(cfg.screen.proxy),
-                           parallel=int(cfg.parallel), trainer=trainer_label(cfg))
+                           parallel=int(cfg.parallel), trainer=trainer_label(cfg), team_parts=team_parts(cfg))
     root = check_root(root_block_text(cfg), cfg, budget)
     _check_saved_tree(run_dir / "tree.json")
     sources = _read_sources(cfg)
@@ -294,6 +303,10 @@ def build_run(cfg: DictConfig, run_dir: Path, console: Console, conf_dir: Path =
     for warning in client_set.warnings:
         console.print(f"[yellow]warning:[/] {warning}", soft_wrap=True)  # one line each, like errors
     clients, ledger, redact = client_set.clients, client_set.ledger, client_set.redact
+    if settings.space.blind is not None:  # the design roles see the cell's ops under neutral names only
+        from .llm.blind import blind_clients
+
+        clients = blind_clients(clients, settings.space.blind)
     # Hydra saved the command line before we knew the keys: mask any that reached its files.
     scrub_files(saved_configs if saved_configs is not None else (run_dir / ".hydra").glob("*.yaml"), redact)
     try:

@@ -222,6 +222,21 @@ def _budget(run: RunFiles) -> dict:
         return {}
 
 
+def blind_legend(run: RunFiles) -> str:
+    """For a run in a blind space, both names of each op ("op_a = nor_conv_3x3, ..."); else ""."""
+    import yaml
+
+    try:
+        cfg = yaml.safe_load(run.config) or {}
+    except yaml.YAMLError:
+        return ""
+    if not (cfg.get("space") or {}).get("blind"):
+        return ""
+    from graphs.blind import BlindView
+
+    return BlindView.for_seed(int(cfg.get("seed", 0))).legend()
+
+
 def usage_table(usage: dict) -> list[dict]:
     """Calls, tokens and dollars by role and model, from the ledger's calls."""
     rows: dict[tuple[str, str], dict] = {}
@@ -260,7 +275,7 @@ def render_report(run: RunFiles) -> str:
         run_dir=str(run.run_dir), tree=tree_drawing(tree), details=details, transcripts=transcripts, roles=roles,
         charts=charts(run), usage=usage_table(run.usage), total=run.usage.get("total", {}), summary=run.summary,
         stopped=stopped or ("the run finished" if run.summary else "the run has not finished"), config=run.config,
-        statuses=sorted({n.status for n in tree.nodes}))
+        blind=blind_legend(run), statuses=sorted({n.status for n in tree.nodes}))
 
 
 def write_report(run_dir: Path) -> Path:

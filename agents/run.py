@@ -29,6 +29,7 @@ from .interrupt import Interrupt, RunInterrupted
 from .llm import UsageLedger
 from .designers import Designer
 from .progress import RunProgress
+from .team import TeamParts
 from .trial import Staged, TrialEnv, commit_trial, run_designer_trial, run_trial
 
 
@@ -58,6 +59,7 @@ class RunSettings:
     tracker: object | None = None   # agents.tracking.MlflowTracker: .trial(trial, node), .end(summary)
     progress: RunProgress | None = None  # what the run shows while it works (None: plain lines)
     trainer: str = ""               # the trainer profile, named on screen and in the summary
+    team_parts: TeamParts = field(default_factory=TeamParts)  # the team's parts (ablations switch them off)
 
 
 @dataclass
@@ -134,7 +136,7 @@ async def run_design(settings: RunSettings, run_dir: Path, root_block: str, clie
                    macro=settings.macro, budget=settings.budget, max_rounds=settings.max_rounds, run_dir=run_dir,
                    export=settings.export, ledger=ledger, redact=redact, space=settings.space,
                    scorer=settings.scorer, screen_k=settings.screen_k, screen_proxy=settings.screen_proxy,
-                   seed=settings.seed)
+                   seed=settings.seed, parts=settings.team_parts)
     finished = {n.trial for n in tree.nodes if n.trial}
     todo = [t for t in range(1, settings.trials + 1) if t not in finished]
     rng = random.Random(settings.seed)

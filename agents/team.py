@@ -19,6 +19,23 @@ from .protocol import BLOCK_FENCE, MAX_ROUNDS, SPACE_HEADER, is_final
 _NEXT = {"user": "Proposer", "Proposer": "Reflector", "Modifier": "Reflector", "Reflector": "Modifier"}
 
 
+@dataclass(frozen=True)
+class TeamParts:
+    """Which parts of the team work (config `designer.*` of designer=team); each off is one of the
+    paper's ablations: `knowledge` (no-reader: no inspirations retrieved), `experience` (no-lde: no
+    design experience retrieved), `feedback` (no-lif: the Modifier has no validator and the Reflector
+    judges the first submission as it stands, one round)."""
+
+    knowledge: bool = True
+    experience: bool = True
+    feedback: bool = True
+
+    def off(self) -> list[str]:
+        """The ablations these parts make, by the paper's names."""
+        names = {"knowledge": "no-reader", "experience": "no-lde", "feedback": "no-lif"}
+        return [names[k] for k in names if not getattr(self, k)]
+
+
 @dataclass
 class RoleTools:
     proposer: list
@@ -82,6 +99,8 @@ def space_ops(space) -> list | None:
     other ops cannot appear in a cell; listing them cost about 800 tokens per Modifier call)."""
     if space is None or getattr(space, "name", "open") == "open":
         return None
+    if getattr(space, "blind", None) is not None:
+        return []  # a blind cell is edited by its edges' neutral op names: no registry op is shown
     from graphs.nb201 import NB201_OPS, arch_to_block
     from graphs.registry import op_catalog
 

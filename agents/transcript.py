@@ -47,6 +47,12 @@ class Transcript:
                                  "content": e["text"], "prompt_tokens": 0, "completion_tokens": 0})
         self.records.sort(key=lambda r: r["time"])  # stable: same-time records keep their order
 
+    def mapped(self, fn: Callable) -> "Transcript":
+        """A copy whose records' contents are `fn(content)` (e.g. a blind space's view of them)."""
+        out = Transcript(self.models)
+        out.records = [{**r, "content": fn(r["content"])} for r in self.records]
+        return out
+
     def texts(self, role: str) -> list[str]:
         return [r["content"] for r in self.records if r["role"] == role and r["type"] == "TextMessage"]
 

@@ -26,7 +26,7 @@ from tools.tree_tools import inspect_tree_tool
 from .llm import UsageLedger
 from .llm.errors import server_message
 from .protocol import MAX_ROUNDS, REVISE, design_task, parse_plan, revise_advice, verdict
-from .team import RoleTools, design_team
+from .team import RoleTools, TeamParts, design_team
 from .transcript import Transcript
 
 
@@ -65,6 +65,7 @@ class TrialEnv:
     run_tree: ModificationTree | None = None
     # Told what the trial is doing (a role's name, "training"), for progress lines while trials overlap.
     on_stage: Callable[[int, str], None] | None = None
+    parts: TeamParts = field(default_factory=TeamParts)  # the team's parts (ablations switch them off)
 
     def stage(self, what: str) -> None:
         if self.on_stage is not None:
@@ -125,7 +126,7 @@ def task_message(trial: int, node: TreeNode, tree: ModificationTree, space: Spac
     if space.name != "open":
         arch = space.arch_of(tree.block_of(node.id))
         cell = f"\nThe cell of node {node.id} ({arch}):\n{describe_arch(arch)}" if arch else ""
-        where = describe_space() + cell
+        where = describe_space(blind=space.blind) + cell
     if drafted:  # screening: this trial's earlier designs, so that the next one differs
         shown = "\n".join(f"- {label}: {space.arch_of(b) or _one_line_block(b)}" for b, label in drafted)
         children += f"\nDesigns already drafted in this trial or by trials in progress (draft a different one):\n{shown}"
@@ -219,13 +220,17 @@ async def _team_session(env: TrialEnv, trial: int, parent: TreeNode, log: Transc
     draft = Draft.start(parent.block)
     check = validate_tool(draft, space=env.space, seen=env.earlier, on_valid=env.hold)
     in_cells = [cells_tool(env.earlier)] if env.space.name != "open" else []  # repeats ruled out before drafting
+    parts = env.parts
+    # The knowledge base describes real ops: a blind space withholds it (its texts would name them).
+    knowledge = [knowledge_tool(env.memory.knowledge)] if parts.knowledge and not env.space.blind else []
+    experience = [experience_tool(env.memory.experience)] if parts.experience else []
     tools = RoleTools(
-        proposer=[knowledge_tool(env.memory.knowledge), inspect_tree_tool(env.tree),
-                  experience_tool(env.memory.experience), *in_cells],
-        reflector=[experience_tool(env.memory.experience), check],
-        modifier=[edit_tool(draft), check],
+        proposer=[*knowledge, inspect_tree_tool(env.tree), *experience, *in_cells],
+        reflector=[*experience, check],
+        modifier=[edit_tool(draft), *([check] if parts.feedback else [])],
     )
-    team = design_team(env.clients, tools, env.max_rounds, space=env.space)
+    rounds = env.max_rounds if parts.feedback else 1
+    team = design_team(env.clients, tools, rounds, space=env.space)
     own = Transcript(models={role: str(getattr(client, "model", "") or "") for role, client in env.clients.items()})
     error = None
     try:
@@ -260,7 +265,7 @@ async def _team_session(env: TrialEnv, trial: int, parent: TreeNode, log: Transc
     if issues:
         log.note("trial", f"invalid after {len(_submissions(own))} round(s): {len(issues)} error(s)")
         return env.tree.add(parent.id, str(draft.block), status="invalid", errors=issues,
-                            reason=f"{len(issues)} validator error(s) after {env.max_rounds} rounds", **common)
+                            reason=f"{len(issues)} validator error(s) after {rounds} round(s)", **common)
     return prepare_design(env, parent, draft.block, log, common)
 
 
@@ -496,4 +501,6 @@ def _write_trial_files(env: TrialEnv, trial: int, node: TreeNode, log: Transcrip
 
         (d / "model.py").write_text(export_source(build_model(parse_block(node.block), env.macro, env.dataset, x),
                                                   normalization=input_normalization(env.dataset, env.seed)))
+    if env.space.blind is not None:  # the transcript is what the designers saw: the blind view
+        log = log.mapped(env.space.blind.encode_value)
     log.write(d, f"Trial {trial}: node {node.id} ({node.status})", redact=env.redact)

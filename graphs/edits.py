@@ -101,7 +101,8 @@ class InsertOnEdge(_EditBase):
 
 class ReplaceBlock(_EditBase):
     """Replace the whole block by this text (the NADER way). Without a `##Name##` header the block
-    keeps its name."""
+    keeps its name. In the NB201 space the text may be an arch string (`|op~0|+|op~0|op~1|+|...|`):
+    the block becomes that cell."""
 
     kind: Literal["replace_block"] = "replace_block"
     text: Annotated[str, Field(max_length=200_000)]
@@ -392,6 +393,18 @@ _HEADER = re.compile(r"^\s*##[^#]*##\s*$", re.M)
 
 
 def _replace_block(d: _Draft, e: ReplaceBlock) -> None:
+    if e.text.strip().startswith("|"):  # an NB201 arch string: the cell it names
+        from .nb201 import Nb201ArchError, arch_to_block
+
+        try:
+            new = arch_to_block(e.text.strip(), d.name)
+        except Nb201ArchError as exc:
+            raise _Fail(f"the text is not an NB201 arch string: {exc}", ErrorCode.SYNTAX) from None
+        d.nodes = {n.id: n for n in new.nodes}
+        d.edges = list(new.edges)
+        d.read_issues = []
+        d.cell = e.text.strip()
+        return
     try:
         new = parse_block(e.text)
     except BlockError as exc:

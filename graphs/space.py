@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from functools import lru_cache
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
 
 from .errors import ErrorCode, Issue, issue
 from .expr import show_value
@@ -19,13 +19,17 @@ from .macro import DEFAULT_ROOTS
 from .nb201 import EDGES, NB201_OPS, Nb201Table, all_cells, arch_to_block, format_arch, live_edges, parse_arch
 from .registry import canonical_params, lookup
 
+if TYPE_CHECKING:
+    from .blind import BlindView
+
 __all__ = ["DEFAULT_ROOT_ARCH", "CELL_EDGES", "SPACE_NAMES", "SpaceError", "edge_name", "parse_edge",
            "CellIndex", "cell_index", "block_to_arch", "set_cell_edge", "space_issues", "op_form",
-           "describe_space", "describe_arch", "Space", "make_space"]
+           "describe_space", "describe_arch", "Space", "make_space", "OPS_LINE"]
 
 DEFAULT_ROOT_ARCH = DEFAULT_ROOTS["nb201"]  # the ResNet cell: two 3x3 convs in series plus a skip
 CELL_EDGES: tuple[tuple[int, int], ...] = EDGES  # (j, k), NB201 string order
 SPACE_NAMES = ("open", "nb201")
+OPS_LINE = "Edge ops"  # the line of a space description that lists the cell's op names (designers read it)
 
 
 class SpaceError(ValueError):
@@ -323,9 +327,27 @@ def _shape_issues(block: Block) -> list[Issue]:
 
 # --------------------------------------------------------------------------- descriptions
 
-def describe_space(root_arch: str | None = None) -> str:
-    """What the agents are told in the nb201 space (short: it goes into every trial's prompt)."""
+def describe_space(root_arch: str | None = None, blind: "BlindView | None" = None) -> str:
+    """What the agents are told in the nb201 space (short: it goes into every trial's prompt). In a
+    blind space (`blind`) the ops are listed by their neutral names only."""
     edges = ", ".join(edge_name(e) for e in CELL_EDGES)
+    if blind is not None:
+        lines = [
+            "Search space: a cell of 4 nodes. Every design must stay such a cell; anything else is rejected by "
+            "the validator (out_of_space).",
+            f"Node 0 is the block input, 3 the block output, 1 and 2 lie between. The cell has 6 edges k<-j (from "
+            f"node j into node k): {edges}. Each edge carries one op, and node k sums its incoming edges.",
+            f"{OPS_LINE}: {', '.join(blind.ops)}. What each op computes is not shown: only the results of "
+            f"trained cells tell them apart.",
+            "A cell is written as an arch string |op~0|+|op~0|op~1|+|op~0|op~1|op~2|: the edges 1<-0; 2<-0, "
+            "2<-1; 3<-0, 3<-1, 3<-2. Parts that do not reach the output are dropped.",
+            f'Edit a cell with {{"kind": "set_cell_edge", "edge": "2<-1", "op": "{blind.ops[1]}"}} (several in one '
+            'edit list act on one cell), or give the whole cell: {"kind": "replace_block", "text": ARCH}.',
+            "check_cells tells which candidate cells (arch strings) the run has already tried: plan new ones.",
+        ]
+        if root_arch is not None:
+            lines += [f"The root cell ({blind.encode(root_arch)}):", blind.encode(describe_arch(root_arch))]
+        return "\n".join(lines)
     lines = [
         "Search space: the NAS-Bench-201 cell. Every design must stay such a cell; anything else is "
         "rejected by the validator (out_of_space).",
@@ -333,7 +355,7 @@ def describe_space(root_arch: str | None = None) -> str:
         f"edges k<-j (from node j into node k): {edges}. Each edge carries one op, and node k is the sum "
         f"(Add) of its incoming edges. The ops, as blocks:",
         *(f"- {op}: {op_form(op)}" for op in NB201_OPS),
-        "Parts that do not reach the output are dropped.",
+        f"{OPS_LINE}: {', '.join(NB201_OPS)}. Parts that do not reach the output are dropped.",
         'Edit a cell with {"kind": "set_cell_edge", "edge": "2<-1", "op": "nor_conv_1x1"}: it sets one '
         "edge's op and rebuilds the block; several in one edit list act on one cell. Other edits are "
         "allowed if the result is still a cell.",
@@ -348,10 +370,12 @@ def describe_space(root_arch: str | None = None) -> str:
 
 @dataclass(frozen=True)
 class Space:
-    """A run's search space. `open`: every valid block; `nb201`: NB201 cells, starting at `root_arch`."""
+    """A run's search space. `open`: every valid block; `nb201`: NB201 cells, starting at `root_arch`;
+    `blind`: the view that hides the cell's op names from the designers (nb201 only), else None."""
 
     name: Literal["open", "nb201"]
     root_arch: str | None = None
+    blind: "BlindView | None" = None
 
     def issues(self, block: Block) -> list[Issue]:
         return [] if self.name == "open" else space_issues(block)
@@ -365,20 +389,25 @@ class Space:
         # The form the edits and the task's cells use: the first member of the root's isomorphism class.
         from .nb201 import arch_to_block
 
-        return describe_space(block_to_arch(arch_to_block(self.root_arch)) or self.root_arch)
+        return describe_space(block_to_arch(arch_to_block(self.root_arch)) or self.root_arch, self.blind)
 
     def arch_of(self, block: Block) -> str | None:
         return None if self.name == "open" else block_to_arch(block)
 
 
-def make_space(name: str, root_arch: str | None = None) -> Space:
-    """A checked Space; `nb201` without a root starts at DEFAULT_ROOT_ARCH."""
+def make_space(name: str, root_arch: str | None = None, blind_seed: int | None = None) -> Space:
+    """A checked Space; `nb201` without a root starts at DEFAULT_ROOT_ARCH. `blind_seed`: the op
+    names are hidden behind the neutral names that seed shuffles (graphs.blind), nb201 only."""
     if name not in SPACE_NAMES:
         raise SpaceError(f"unknown search space {name!r}; valid names: {', '.join(SPACE_NAMES)}")
     if name == "open":
         if root_arch is not None:
             raise SpaceError("root_arch is only for the nb201 space; the open space starts at the run's root block")
+        if blind_seed is not None:
+            raise SpaceError("a blind space is an nb201 space: the open space has no op names to hide")
         return Space("open")
     root = DEFAULT_ROOT_ARCH if root_arch is None else root_arch
     parse_arch(root)  # Nb201ArchError (a ValueError) naming the valid form
-    return Space("nb201", root.strip())
+    from .blind import BlindView
+
+    return Space("nb201", root.strip(), None if blind_seed is None else BlindView.for_seed(blind_seed))

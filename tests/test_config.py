@@ -122,10 +122,14 @@ def _cases(tmp: Path, silent_port: int) -> list[tuple[str, list[str]]]:
         ("launcher.resources", ["launcher.resources={num_gpus:-1}"]),
         ("launcher.address", ["launcher.name=ray", "launcher.address=nohost"]),
         ("tracking.experiment", ["tracking=mlflow", "tracking.experiment=''"]),
+        ("space.blind", ["space.blind=true"]),                     # the open space has no op names to hide
+        ("space.blind", ["space=nb201", "space.blind=maybe"]),
+        ("designer.knowledge", ["designer=random", "+designer.knowledge=false"]),  # a part of the team only
+        ("designer.feedback", ["designer.feedback=sometimes"]),
     ]
 
 
-CASES = 71
+CASES = 75
 
 
 @pytest.fixture(scope="module")

@@ -31,7 +31,7 @@ class KnowledgeResult(ToolResult):
 
 class ExperienceQuery(BaseModel):
     query: str = Field(description="the plan or the validator error you need experience for")
-    k: int = Field(5, ge=1, le=10)
+    k: int = Field(5, ge=1, le=20)
     types: list[Literal["failure", "fix", "success", "regression"]] | None = None
     error_code: str | None = Field(None, description="only records about this validator error code")
 

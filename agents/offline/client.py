@@ -82,7 +82,7 @@ _CELL_EDIT = "edit_block:set_cell_edge"  # capability marker: no tool has this n
 _SPACE_CODES = ("duplicate_candidate", "out_of_space")  # validate-tool codes that ask for another design
 _CELL_QUERY = "NB201 cell operations: 3x3 convolution, 1x1 convolution, skip connection shortcut, pooling"
 _CELL_EXPERIENCE = "set edge cell op change validation accuracy"
-_EXPERIENCE_K = 10  # experience records the cell Proposer reads per trial (the tool's maximum)
+_EXPERIENCE_K = 20  # experience records the cell Proposer reads per trial: every result it learns from costs prompt
 _CHECKED_CELLS = 16  # candidate cells the Proposer asks check_cells about (tools.graph_tools.MAX_CHECKED_CELLS)
 _CHECK_CALLS = 6     # check_cells calls per plan at most, 16 cells each
 _FALLBACKS = 3      # further moves a cell plan names, in order, for a first cell that repeats a candidate
@@ -313,6 +313,8 @@ class OfflineDesignerClient(ChatCompletionClient):
             failed = [r for n, r in done_in_turn if n == "edit_block" and not r.get("ok", True)]
             if failed and len(failed) < 2 and not done_in_turn[-1][1].get("ok", True):
                 return self._call("edit_block", {"edits": self._repair_edits(None, task, self._plan(task, strategy))})
+            if "validate_block" not in tools:  # no validator in this team (no-lif): submit as it stands
+                return f"{P.SUBMITTED}: draft edited as planned (not validated: no validator in this team)."
             return self._call("validate_block", {"note": "check the edited draft"})
         # Start of a turn: first submission follows the plan; later ones repair the last validation.
         plan = self._plan(task, strategy)
@@ -396,12 +398,30 @@ class OfflineDesignerClient(ChatCompletionClient):
         tasks = _from(messages, "user")
         return bool(tasks) and P.parse_design_task(tasks[0]).space == "nb201"
 
+    def _vocab(self, task: str):
+        """The cell's op names as the task's space description lists them: NB201's own (with the
+        prior over them), or a blind space's neutral names (a flat prior, `none` unknown)."""
+        from graphs.nb201 import NB201_OPS
+        from graphs.space import OPS_LINE
+
+        from .cell import REAL, blind_vocab
+
+        hit = re.search(rf"^{re.escape(OPS_LINE)}[^:\n]*:\s*([^.\n]+)", task, re.M)
+        names = tuple(n.strip() for n in hit.group(1).split(",")) if hit else NB201_OPS
+        return REAL if set(names) == set(NB201_OPS) else blind_vocab(names)
+
     def _cell(self, task: str) -> str:
         """The parent's cell as an arch string; ValueError when the task's block is no NB201 cell."""
         from graphs.ir import parse_block
 
-        from .cell import cell_of
+        from .cell import cell_of, find_archs
 
+        vocab = self._vocab(task)
+        if not vocab.real:  # a blind space shows the cell as its arch string
+            found = find_archs(self._block_text(task), vocab)
+            if not found:
+                raise ValueError("the task is in a blind cell space but its block is no arch string of its ops")
+            return found[0]
         arch = cell_of(parse_block(self._block_text(task)), task)
         if arch is None:
             raise ValueError("the task is in the nb201 space but its block is not an NB201 cell")
@@ -409,28 +429,31 @@ class OfflineDesignerClient(ChatCompletionClient):
 
     def _cell_ranking(self, task: str, items: Sequence[dict] = (), knowledge: Sequence[str] = (),
                       drafted: Sequence[str] = (), want: int | None = None, skip_hidden: bool = True):
-        """The parent's best untried moves (agents.offline.cell.Candidate), best first: the op
-        prior with the knowledge nudge, refitted on the deltas the experience items and the task's
-        tried children report. Cells named by the tried children, the items and `drafted` (cells
-        drafted in this trial) are not proposed again."""
+        """The parent's best untried moves (agents.offline.cell.Candidate), best first, by one draw
+        from the posterior of the cell model: the op prior with the knowledge nudge, refitted on the
+        deltas the experience items and the task's tried children report. The draw is seeded by the
+        run's seed and the trial, so a seed is one sample of the search. Cells named by the tried
+        children, the items and `drafted` (cells drafted in this trial) are not proposed again."""
         from .cell import CellModel, canonical, knowledge_bias, observations_from_experience, \
             observations_from_tried, rank_moves
 
         parsed = P.parse_design_task(task)
+        vocab = self._vocab(task)
         parent = self._cell(task)
-        known, seen = observations_from_tried(parsed.tried, parent)
-        known_e, learned = observations_from_experience(items)
+        known, seen = observations_from_tried(parsed.tried, parent, vocab)
+        known_e, learned = observations_from_experience(items, vocab)
         # A child's line and its experience record report the same event: count it once.
-        counted = {(canonical(o.after) if o.after else o.move, round(o.delta, 2)) for o in learned}
-        learned += [o for o in seen if (canonical(o.after) if o.after else o.move, round(o.delta, 2)) not in counted]
-        model = CellModel.fit(learned, knowledge_bias(knowledge))
+        counted = {(canonical(o.after, vocab) if o.after else o.move, round(o.delta, 2)) for o in learned}
+        learned += [o for o in seen
+                    if (canonical(o.after, vocab) if o.after else o.move, round(o.delta, 2)) not in counted]
+        model = CellModel.fit(learned, knowledge_bias(knowledge) if vocab.real else None, vocab)
+        rng = self._rng(parsed.trial, "cell")
         # Children the task only counts (a long list is cut to the best and latest few) were most
         # likely this designer's own best picks of earlier trials: pass over as many of the best
         # candidates, rather than propose them again one by one.
         hidden = sum(int(n) for n in _HIDDEN_RE.findall(parsed.tried)) if skip_hidden else 0
         want = want or 2 * self._cfg.max_rounds
-        ranking = rank_moves(parent, model, self._rng(parsed.trial, "cell"), known=[*known, *known_e, *drafted],
-                             want=want + hidden)
+        ranking = rank_moves(parent, model.draw(rng), rng, known=[*known, *known_e, *drafted], want=want + hidden)
         return ranking[hidden:] or ranking[-want:]
 
     def _cell_proposer(self, messages, tools):
@@ -492,9 +515,10 @@ class OfflineDesignerClient(ChatCompletionClient):
         from graphs.ir import parse_block, print_block
         from graphs.nb201 import arch_to_block
 
-        from .cell import apply_change, canonical, cell_of, parse_moves
+        from .cell import apply_change, canonical, cell_of, find_archs, parse_moves
 
         task = self._task(messages)
+        vocab = self._vocab(task)
         turn = _turn(messages)
         done_in_turn = _tool_results(turn)
         if done_in_turn and done_in_turn[-1][0] == "validate_block":
@@ -507,23 +531,29 @@ class OfflineDesignerClient(ChatCompletionClient):
                 state = "valid" if r.get("valid") else f"{len(_errors(r))} validator error(s)"
                 return f"{P.SUBMITTED}: the planned cell edges are set ({state})."
         if done_in_turn and done_in_turn[-1][0] == "edit_block" and done_in_turn[-1][1].get("ok", True):
-            return self._call("validate_block", {"note": "check the edited cell"})
+            if "validate_block" in tools:
+                return self._call("validate_block", {"note": "check the edited cell"})
+            return f"{P.SUBMITTED}: the planned cell edges are set (not validated: no validator in this team)."
         original = self._block_text(task)
         arch = self._cell(task)
+
+        def cell_in(text: str) -> str | None:
+            if not vocab.real:
+                found = find_archs(text, vocab)
+                return found[0] if found else None
+            try:
+                return cell_of(parse_block(text))
+            except Exception:  # noqa: BLE001 - an unreadable draft text names no design
+                return None
+
         # Cells drafted in this trial (and the parent itself) are not drafted again.
-        drafted = [arch]
-        for name, r in _tool_results(messages):
-            if name == "validate_block" and isinstance(r.get("block"), str):
-                try:
-                    found = cell_of(parse_block(r["block"]))
-                except Exception:  # noqa: BLE001 - an unreadable draft text names no design
-                    found = None
-                if found:
-                    drafted.append(found)
+        drafted = [arch] + [found for name, r in _tool_results(messages)
+                            if name == "validate_block" and isinstance(r.get("block"), str)
+                            for found in [cell_in(r["block"])] if found]
         plan = P.parse_plan((_from(messages, "Proposer") or [""])[-1])
-        planned = parse_moves(plan.summary or "") if plan is not None else []
-        taken = {canonical(a) for a in drafted}
-        move = next((m for m in planned if canonical(apply_change(arch, m)) not in taken), None)
+        planned = parse_moves(plan.summary or "", vocab) if plan is not None else []
+        taken = {canonical(a, vocab) for a in drafted}
+        move = next((m for m in planned if canonical(apply_change(arch, m, vocab), vocab) not in taken), None)
         if move is None:  # the plan and its fallbacks are spent (or missing): the designer's own move
             # Each repeat says the cells near this one are crowded with earlier candidates: reach
             # further down the ranking after every one (1st, 2nd, 4th, 8th, ... best left).
@@ -539,6 +569,8 @@ class OfflineDesignerClient(ChatCompletionClient):
         # `none` again: a move that wakes an idle node (two edges at once) is written as the whole cell.
         if _CELL_EDIT in tools and not failed_edit and len(move) == 1:
             edits = ([{"kind": "replace_block", "text": original}] if restart else []) + [c.edit() for c in move]
+        elif not vocab.real:  # a blind cell is written as its arch string
+            edits = [{"kind": "replace_block", "text": apply_change(arch, move, vocab)}]
         else:  # no typed cell edit (or it failed), or several edges: the whole cell as block text
             block = arch_to_block(apply_change(arch, move), name=parse_block(original).name)
             edits = [{"kind": "replace_block", "text": print_block(block)}]
