@@ -130,8 +130,10 @@ def task_message(trial: int, node: TreeNode, tree: ModificationTree, space: Spac
     if drafted:  # screening: this trial's earlier designs, so that the next one differs
         shown = "\n".join(f"- {label}: {space.arch_of(b) or _one_line_block(b)}" for b, label in drafted)
         children += f"\nDesigns already drafted in this trial or by trials in progress (draft a different one):\n{shown}"
-    return design_task(trial, node.id, f"validation accuracy {acc}, {node.params or 0:,} params, "
-                       f"{node.flops or 0:,} FLOPs", node.block, children, space=space.name, space_text=where)
+    # A blind space shows no size: parameters and FLOPs would tell the convolutions from the rest.
+    sizes = "" if space.blind is not None else f", {node.params or 0:,} params, {node.flops or 0:,} FLOPs"
+    return design_task(trial, node.id, f"validation accuracy {acc}{sizes}", node.block, children, space=space.name,
+                       space_text=where)
 
 
 def _one_line_block(block: Block) -> str:
@@ -225,9 +227,9 @@ async def _team_session(env: TrialEnv, trial: int, parent: TreeNode, log: Transc
     knowledge = [knowledge_tool(env.memory.knowledge)] if parts.knowledge and not env.space.blind else []
     experience = [experience_tool(env.memory.experience)] if parts.experience else []
     tools = RoleTools(
-        proposer=[*knowledge, inspect_tree_tool(env.tree), *experience, *in_cells],
+        proposer=[*knowledge, inspect_tree_tool(env.tree, sizes=env.space.blind is None), *experience, *in_cells],
         reflector=[*experience, check],
-        modifier=[edit_tool(draft), *([check] if parts.feedback else [])],
+        modifier=[edit_tool(draft, cells_only=env.space.blind is not None), *([check] if parts.feedback else [])],
     )
     rounds = env.max_rounds if parts.feedback else 1
     team = design_team(env.clients, tools, rounds, space=env.space)

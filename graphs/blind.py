@@ -32,7 +32,7 @@ from typing import Any
 
 from .nb201 import NB201_OPS
 
-__all__ = ["BLIND_OPS", "HIDDEN", "BlindView", "REVEALING_TERMS"]
+__all__ = ["BLIND_OPS", "HIDDEN", "SPACE_NAME", "BlindView", "REVEALING_TERMS"]
 
 BLIND_OPS: tuple[str, ...] = ("op_a", "op_b", "op_c", "op_d", "op_e")
 HIDDEN = "[hidden]"  # what a masked word becomes
@@ -42,6 +42,7 @@ HIDDEN = "[hidden]"  # what a masked word becomes
 REVEALING_TERMS: tuple[str, ...] = (
     r"\w*conv\w*", r"\w*pool\w*", r"relu", r"bn", r"batch[\s_-]*norm\w*", r"\d+\s*[x×]\s*\d+", r"skip\w*",
     r"identity", r"shortcut\w*", r"residual\w*", r"zero", r"kernel\w*", r"plain edge", r"no edge",
+    r"nor_\w*", r"avg_\w*",  # real names cut short by a shortened line ("avg_po…")
 )
 _REVEALING = re.compile(r"\b(?:" + "|".join(REVEALING_TERMS) + r")\b", re.I)
 # The four names no ordinary text contains; `none` is an op name only where an op stands (below).
@@ -55,6 +56,13 @@ _AFTER_ARROW = re.compile(r"(:\s*\S+\s*->\s*)" + _OP_WORD)                 # "..
 _BLOCK = re.compile(r"##[^#\n]*##[ \t]*\n(?:[ \t]*(?:\d+[ \t]*:[^\n]*|[\d, \t]+->[ \t]*\d+[ \t]*|#[^\n]*)?\n)*"
                     r"(?:[ \t]*(?:\d+[ \t]*:[^\n]*|[\d, \t]+->[ \t]*\d+[ \t]*))?")
 _BLIND_RE = re.compile(r"\b(" + "|".join(BLIND_OPS) + r")\b")
+# A list of op names ("none, skip_connect, ...", "'none', 'op_e' or 'op_b'"): in NB201's order it
+# would give the mapping away, so a list is shown in the neutral names' own order.
+_ANY_OP = r"'?\b(?:" + "|".join(map(re.escape, NB201_OPS)) + r")\b'?"
+_OP_LIST = re.compile(_ANY_OP + r"(?:(?:\s*,\s*(?:or\s+|and\s+)?|\s+or\s+|\s+and\s+)" + _ANY_OP + r")+")
+_SPACE_NAME = re.compile(r"\b(?:nb201|nas-bench-201)\b", re.I)  # the space's name says which ops it has
+SPACE_NAME = "cell"  # what a blind space is called instead
+_NOT_AN_OP = "unknown_op"  # what a real op name a designer of a blind space writes becomes
 
 
 @dataclass(frozen=True)
@@ -102,6 +110,8 @@ class BlindView:
         if isinstance(value, dict):
             return {k: self.encode_value(v) for k, v in value.items()}
         if isinstance(value, list):
+            if len(value) > 1 and all(isinstance(v, str) and v in NB201_OPS for v in value):
+                return sorted(self.blind(v) for v in value)  # an enum: not in NB201's order
             return [self.encode_value(v) for v in value]
         if isinstance(value, str):
             if value in NB201_OPS:
@@ -112,6 +122,9 @@ class BlindView:
     def _encode_text(self, text: str) -> str:
         text = _BLOCK.sub(lambda m: self._block(m.group(0)), text)
         mapping = dict(self.pairs)
+        text = _OP_LIST.sub(lambda m: ", ".join(sorted(mapping[op] for op in re.findall(
+            r"\b(" + "|".join(NB201_OPS) + r")\b", m.group(0)))), text)
+        text = _SPACE_NAME.sub(SPACE_NAME, text)
 
         def op(m: re.Match, group: int = 1) -> str:
             return mapping.get(m.group(group), m.group(group))
@@ -138,13 +151,16 @@ class BlindView:
 
     # ------------------------------------------------------------------ blind -> real
     def decode(self, text: str) -> str:
-        """What a designer of the blind space wrote, in real op names (a JSON object or list value by
-        value). Neutral names become real ones; nothing else changes."""
+        """What a designer of the blind space wrote (tool arguments), in real op names: a JSON object
+        or list value by value. Neutral names become real ones; a real op name the designer wrote
+        becomes `unknown_op`, so that a probe with a remembered name learns nothing."""
         if not isinstance(text, str) or not text:
             return text
         data = _container(text)
         if data is not None:
             return json.dumps(self.decode_value(data), ensure_ascii=False)
+        text = _DISTINCT_RE.sub(_NOT_AN_OP, text)
+        text = _IN_ARCH.sub(lambda m: _NOT_AN_OP if m.group(1) == "none" else m.group(1), text)
         back = {b: r for r, b in self.pairs}
         return _BLIND_RE.sub(lambda m: back[m.group(1)], text)
 
@@ -154,14 +170,18 @@ class BlindView:
         if isinstance(value, list):
             return [self.decode_value(v) for v in value]
         if isinstance(value, str):
-            return self.decode(value)
+            return _NOT_AN_OP if value in NB201_OPS else self.decode(value)
         return value
 
     def reveals(self, text: str) -> list[str]:
-        """The real op names and revealing words in `text` (empty for a blind text): for checks."""
-        found = [m.group(0) for m in _DISTINCT_RE.finditer(text or "")]
-        found += [m.group(1) for m in _IN_ARCH.finditer(text or "") if m.group(1) in NB201_OPS]
-        return found + [m.group(0) for m in _REVEALING.finditer(text or "") if m.group(0) != HIDDEN]
+        """The real op names (`none` where an op stands, or as a whole JSON string), the space's
+        name and revealing words in `text`: empty for a blind text. For checks."""
+        text = text or ""
+        found = [m.group(0) for m in _DISTINCT_RE.finditer(text)]
+        found += [m.group(1) for m in _IN_ARCH.finditer(text) if m.group(1) in NB201_OPS]
+        found += [m.group(2) for m in _AFTER_EDGE.finditer(text) if m.group(2) == "none"]
+        found += re.findall(r'"none"', text) + [m.group(0) for m in _SPACE_NAME.finditer(text)]
+        return found + [m.group(0) for m in _REVEALING.finditer(text)]
 
 
 def _container(text: str) -> Any:

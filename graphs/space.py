@@ -355,7 +355,7 @@ def describe_space(root_arch: str | None = None, blind: "BlindView | None" = Non
         f"edges k<-j (from node j into node k): {edges}. Each edge carries one op, and node k is the sum "
         f"(Add) of its incoming edges. The ops, as blocks:",
         *(f"- {op}: {op_form(op)}" for op in NB201_OPS),
-        f"{OPS_LINE}: {', '.join(NB201_OPS)}. Parts that do not reach the output are dropped.",
+        "Parts that do not reach the output are dropped.",
         'Edit a cell with {"kind": "set_cell_edge", "edge": "2<-1", "op": "nor_conv_1x1"}: it sets one '
         "edge's op and rebuilds the block; several in one edit list act on one cell. Other edits are "
         "allowed if the result is still a cell.",

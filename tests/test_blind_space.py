@@ -55,12 +55,19 @@ def test_cell_blocks_tool_results_and_schemas_are_encoded():
     assert view.decode(cell) == canonical(DEFAULT_ROOT_ARCH)  # the block became its blind arch string
     schema = view.encode(json.dumps(EditArgs.model_json_schema()))
     assert not any(w in schema.lower() for w in FORBIDDEN)
-    enums = [sorted(x.strip().strip('"') for x in m.split(",")) for m in re.findall(r'"enum": \[([^\]]*)\]', schema)]
-    assert ["op_a", "op_b", "op_c", "op_d", "op_e"] in enums  # the op field lists the neutral names only
+    enums = [[x.strip().strip('"') for x in m.split(",")] for m in re.findall(r'"enum": \[([^\]]*)\]', schema)]
+    # The op field lists the neutral names only, in their own order (NB201's order would be the key).
+    assert ["op_a", "op_b", "op_c", "op_d", "op_e"] in enums and not view.reveals(schema)
+    listed = view.encode("unknown op 'x'; valid ops: none, skip_connect, nor_conv_1x1, nor_conv_3x3, avg_pool_3x3")
+    assert listed.endswith("valid ops: op_a, op_b, op_c, op_d, op_e")
     # What a designer writes comes back in real names, the text around it unchanged.
     call = json.dumps({"edits": [{"kind": "set_cell_edge", "edge": "2<-1", "op": view.blind("nor_conv_1x1")}]})
     assert json.loads(view.decode(call))["edits"][0]["op"] == "nor_conv_1x1"
     assert view.decode("inspiration: none") == "inspiration: none"
+    # A designer that writes a remembered real name learns nothing from the answer.
+    probe = json.loads(view.decode(json.dumps({"cells": ["|nor_conv_3x3~0|+|none~0|op_a~1|+|op_b~0|op_c~1|op_d~2|"],
+                                               "op": "skip_connect"})))
+    assert probe["op"] == "unknown_op" and probe["cells"][0].startswith("|unknown_op~0|+|unknown_op~0|")
 
 
 def run_checked(run_dir, overrides):
@@ -82,9 +89,9 @@ def run_checked(run_dir, overrides):
     return summary, ModificationTree.load(run_dir / "tree.json"), run_dir
 
 
-def _scan(text: str) -> list[str]:
+def _scan(text: str, view: BlindView) -> list[str]:
     low = text.lower()
-    return [w for w in FORBIDDEN if w in low] + DESCRIPTIONS.findall(text)
+    return [w for w in FORBIDDEN if w in low] + DESCRIPTIONS.findall(text) + view.reveals(text)
 
 
 @pytest.mark.slow
@@ -98,9 +105,11 @@ def test_a_blind_run_sends_no_real_op_name(tmp_path):
     assert summary.statuses.get("trained", 0) >= 2
     requests = sorted(cache.glob("*/*.json"))
     assert len(requests) >= 20
+    view = BlindView.for_seed(2)
     for path in requests:
         text = path.read_text()
-        assert not _scan(text), (path.name, _scan(text)[:5])
+        assert not _scan(text, view), (path.name, _scan(text, view)[:5])
+        assert not re.search(r"\d[\d,]* (?:params|FLOPs)", text)  # sizes would tell the convolutions apart
         record = json.loads(text)["request"]
         sent = json.dumps(record)
         assert "op_a" in sent or "op_b" in sent  # the cell is there, under neutral names
@@ -109,7 +118,7 @@ def test_a_blind_run_sends_no_real_op_name(tmp_path):
     for trial in (1, 2, 3):
         for name in ("transcript.jsonl", "transcript.md"):
             text = (run_dir / "trials" / f"{trial:04d}" / name).read_text()
-            assert not _scan(text), (trial, name, _scan(text)[:5])
+            assert not _scan(text, view), (trial, name, _scan(text, view)[:5])
     assert "Conv2d" in (run_dir / "tree.json").read_text()  # real blocks for people and the evaluator
     legend = BlindView.for_seed(2).legend()
     assert legend in (run_dir / "report.html").read_text()
@@ -124,6 +133,32 @@ def test_seeds_are_samples_of_the_search(tmp_path):
         paths.append([n.block for n in tree.nodes if n.trial])
     assert paths[0] != paths[1]
     assert len(paths[0]) >= 6
+
+
+def test_a_blind_cell_is_edited_by_its_edges_only():
+    """In a blind space the Modifier's edit tool takes set_cell_edge and arch strings only: no edit
+    names a registry op, and the draft never stops being a cell."""
+    import asyncio
+
+    from autogen_core import CancellationToken
+
+    from tools.graph_tools import Draft, edit_tool
+
+    draft = Draft.start(str(arch_to_block(DEFAULT_ROOT_ARCH)))
+    tool = edit_tool(draft, cells_only=True)
+    assert "add_node" not in json.dumps(tool.schema) and "set_cell_edge" in json.dumps(tool.schema)
+
+    def call(edits):
+        return asyncio.run(tool.run_json({"edits": edits}, CancellationToken()))
+
+    assert not call([{"kind": "replace_block", "text": "##B##\n0:input\n1:output\n0->1\n"}]).ok
+    from pydantic import ValidationError
+
+    with pytest.raises(ValidationError, match="set_cell_edge"):  # the team turns this into an error result
+        call([{"kind": "add_node", "id": 9, "op": "ReLU"}])
+    arch = "|nor_conv_3x3~0|+|nor_conv_3x3~0|nor_conv_3x3~1|+|skip_connect~0|nor_conv_3x3~1|nor_conv_3x3~2|"
+    assert call([{"kind": "replace_block", "text": arch}]).ok and canonical(arch) == canonical(
+        __import__("graphs.space", fromlist=["block_to_arch"]).block_to_arch(draft.block))
 
 
 def _truth(op_values: dict[str, float]):

@@ -6,7 +6,9 @@ from typing import TYPE_CHECKING, Callable
 
 from pydantic import BaseModel, Field
 
-from graphs.edits import Edit, EditError, apply_edits
+from typing import Annotated, Union
+
+from graphs.edits import Edit, EditError, ReplaceBlock, SetCellEdge, apply_edits
 from graphs.errors import BlockError, ErrorCode, Issue
 from graphs.ir import Block, parse_block
 from graphs.validate import validate
@@ -40,6 +42,11 @@ class EditArgs(BaseModel):
     edits: list[Edit] = Field(description="edits applied in order, atomically: all or none")
 
 
+class CellEditArgs(BaseModel):
+    edits: list[Annotated[Union[SetCellEdge, ReplaceBlock], Field(discriminator="kind")]] = Field(
+        description="cell edits applied in order, atomically: all or none; replace_block takes an arch string")
+
+
 class EditResult(ToolResult):
     block: str | None = Field(None, description="the draft after the edits, canonical text")
     failed_edit: int | None = None
@@ -61,8 +68,17 @@ class ValidateResult(ToolResult):
     block: str | None = None
 
 
-def edit_tool(draft: Draft) -> TypedTool:
-    def run(args: EditArgs) -> EditResult:
+def edit_tool(draft: Draft, cells_only: bool = False) -> TypedTool:
+    """`cells_only` (a blind space): only set_cell_edge and replace_block with an arch string, so
+    that no edit names a registry op and no draft ever stops being a cell."""
+
+    def run(args: EditArgs | CellEditArgs) -> EditResult:
+        if cells_only:
+            for i, e in enumerate(args.edits):
+                if isinstance(e, ReplaceBlock) and not e.text.strip().startswith("|"):
+                    return EditResult(ok=False, failed_edit=i, block=str(draft.block),
+                                      error=f"edit {i}: replace_block in this space takes the cell's arch string "
+                                            f"(|op~0|+|op~0|op~1|+|op~0|op~1|op~2|)")
         try:
             new = apply_edits(draft.block, args.edits)
         except EditError as exc:
@@ -74,7 +90,7 @@ def edit_tool(draft: Draft) -> TypedTool:
         return EditResult(block=str(new))
 
     return TypedTool("edit_block", "Apply a list of typed edits to the draft block atomically; returns the new draft.",
-                     EditArgs, EditResult, run)
+                     CellEditArgs if cells_only else EditArgs, EditResult, run)
 
 
 def draft_issues(block: Block, kind: str, space: "Space | None" = None, seen: SeenFn | None = None) -> list[Issue]:

@@ -23,14 +23,17 @@ class TreeInfo(ToolResult):
     children: str | None = None
 
 
-def inspect_tree_tool(tree: ModificationTree) -> TypedTool:
+def inspect_tree_tool(tree: ModificationTree, sizes: bool = True) -> TypedTool:
+    """`sizes`: show params and FLOPs (a blind space hides them: they tell its ops apart)."""
+
     def run(q: TreeQuery) -> TreeInfo:
         if q.node_id not in tree:
             return TreeInfo(ok=False, error=f"no node {q.node_id}; the tree has ids 0..{len(tree) - 1}")
         n = tree.get(q.node_id)
         # Test accuracy is never shown to the designers: selection and design use validation only.
-        return TreeInfo(node_id=n.id, parent=n.parent, status=n.status, valid_acc=n.valid_acc, params=n.params,
-                        flops=n.flops, block=n.block, children=tree.children_summary(n.id) or "none yet")
+        return TreeInfo(node_id=n.id, parent=n.parent, status=n.status, valid_acc=n.valid_acc,
+                        params=n.params if sizes else None, flops=n.flops if sizes else None, block=n.block,
+                        children=tree.children_summary(n.id) or "none yet")
 
     return TypedTool("inspect_tree", "Show a modification-tree node: block, validation accuracy, children's attempts.",
                      TreeQuery, TreeInfo, run)

@@ -1,6 +1,6 @@
 """A model client that sees a blind space (graphs.blind): every request it passes on, system
 prompts, tasks, tool results and tool schemas included, is in the space's neutral op names, and
-every answer comes back in real names for the tools. It wraps the role's managed client, so the
+the tool calls of every answer come back in real names for the tools. It wraps the role's managed client, so the
 replay cache and the usage journal hold what the model was really sent."""
 from __future__ import annotations
 
@@ -54,11 +54,12 @@ class BlindClient(ChatCompletionClient):
         return out
 
     def decode_result(self, result: CreateResult) -> CreateResult:
-        dec = self.view.decode
-        content = dec(result.content) if isinstance(result.content, str) else \
-            [FunctionCall(id=c.id, name=c.name, arguments=dec(c.arguments)) for c in result.content]
-        return result.model_copy(update={"content": content,
-                                         "thought": dec(result.thought) if result.thought else result.thought})
+        """Tool arguments in real names for the tools; text stays as the model wrote it (in neutral
+        names), so that the history, the plan the tree keeps and the transcript say what it said."""
+        if isinstance(result.content, str):
+            return result
+        return result.model_copy(update={"content": [
+            FunctionCall(id=c.id, name=c.name, arguments=self.view.decode(c.arguments)) for c in result.content]})
 
     # ------------------------------------------------------------------ ChatCompletionClient
     async def create(self, messages: Sequence[LLMMessage], *, tools: Sequence[Tool | ToolSchema] = [],

@@ -34,6 +34,8 @@ from autogen_core.models import (
 from autogen_core.tools import Tool, ToolSchema
 from pydantic import BaseModel, Field
 
+from graphs.blind import SPACE_NAME
+
 from .. import protocol as P
 from ..tokens import count_tokens
 
@@ -396,7 +398,8 @@ class OfflineDesignerClient(ChatCompletionClient):
     # ------------------------------------------------------------------ the NB201 cell space
     def _in_cell_space(self, messages) -> bool:
         tasks = _from(messages, "user")
-        return bool(tasks) and P.parse_design_task(tasks[0]).space == "nb201"
+        # A blind view calls the space by a neutral name (graphs.blind.SPACE_NAME).
+        return bool(tasks) and P.parse_design_task(tasks[0]).space in ("nb201", SPACE_NAME)
 
     def _vocab(self, task: str):
         """The cell's op names as the task's space description lists them: NB201's own (with the
@@ -408,6 +411,9 @@ class OfflineDesignerClient(ChatCompletionClient):
 
         hit = re.search(rf"^{re.escape(OPS_LINE)}[^:\n]*:\s*([^.\n]+)", task, re.M)
         names = tuple(n.strip() for n in hit.group(1).split(",")) if hit else NB201_OPS
+        if len(set(names)) != len(NB201_OPS) or not all(re.fullmatch(r"\w+", n) for n in names):
+            raise ValueError(f"the task's {OPS_LINE} line names {names!r}: a cell space has "
+                             f"{len(NB201_OPS)} distinct ops")
         return REAL if set(names) == set(NB201_OPS) else blind_vocab(names)
 
     def _cell(self, task: str) -> str:
@@ -546,10 +552,13 @@ class OfflineDesignerClient(ChatCompletionClient):
             except Exception:  # noqa: BLE001 - an unreadable draft text names no design
                 return None
 
-        # Cells drafted in this trial (and the parent itself) are not drafted again.
+        # Cells drafted in this trial (and the parent itself) are not drafted again: as the validator
+        # showed them, and (a blind view shows the canonical cell, not the one written) as written.
         drafted = [arch] + [found for name, r in _tool_results(messages)
                             if name == "validate_block" and isinstance(r.get("block"), str)
                             for found in [cell_in(r["block"])] if found]
+        if not vocab.real:
+            drafted += _written_cells(messages, arch, vocab)
         plan = P.parse_plan((_from(messages, "Proposer") or [""])[-1])
         planned = parse_moves(plan.summary or "", vocab) if plan is not None else []
         taken = {canonical(a, vocab) for a in drafted}
@@ -629,6 +638,35 @@ def _without_garbled_calls(messages: Sequence[LLMMessage]) -> list[LLMMessage]:
                 out.append(m.model_copy(update={"content": kept}))
         else:
             out.append(m)
+    return out
+
+
+def _written_cells(messages: Sequence[LLMMessage], arch: str, vocab) -> list[str]:
+    """The cells this trial's edit_block calls wrote (a replace_block's arch string, or the parent's
+    cell with the set_cell_edge edits applied), in `vocab`'s names."""
+    from .cell import CellChange, apply_change, find_archs
+
+    out = []
+    for m in messages:
+        if not (isinstance(m, AssistantMessage) and isinstance(m.content, list)):
+            continue
+        for c in m.content:
+            if not isinstance(c, FunctionCall) or c.name != "edit_block":
+                continue
+            try:
+                edits = json.loads(c.arguments).get("edits") or []
+                cell = arch
+                for e in edits:
+                    if e.get("kind") == "replace_block":
+                        cell = (find_archs(str(e.get("text", "")), vocab) or [cell])[0]
+                    elif e.get("kind") == "set_cell_edge":
+                        k, j = (int(x) for x in str(e.get("edge", "")).split("<-"))
+                        if e.get("op") not in vocab.ops:
+                            raise ValueError(e.get("op"))
+                        cell = apply_change(cell, (CellChange((j, k), "", str(e["op"])),), vocab)
+                out.append(cell)
+            except (ValueError, TypeError, AttributeError, KeyError):
+                continue  # an edit list the designer cannot read back names no cell
     return out
 
 
