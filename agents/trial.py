@@ -267,7 +267,7 @@ async def _team_session(env: TrialEnv, trial: int, parent: TreeNode, log: Transc
     if issues:
         log.note("trial", f"invalid after {len(_submissions(own))} round(s): {len(issues)} error(s)")
         return env.tree.add(parent.id, str(draft.block), status="invalid", errors=issues,
-                            reason=f"{len(issues)} validator error(s) after {rounds} round(s)", **common)
+                            reason=f"{len(issues)} validator error(s) after {rounds} rounds", **common)
     return prepare_design(env, parent, draft.block, log, common)
 
 

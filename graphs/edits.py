@@ -101,8 +101,8 @@ class InsertOnEdge(_EditBase):
 
 class ReplaceBlock(_EditBase):
     """Replace the whole block by this text (the NADER way). Without a `##Name##` header the block
-    keeps its name. In the NB201 space the text may be an arch string (`|op~0|+|op~0|op~1|+|...|`):
-    the block becomes that cell."""
+    keeps its name. The text may also be an NB201 arch string (`|op~0|+|op~0|op~1|+|...|`): the
+    block becomes that cell (in any space; outside nb201 it is one more valid block)."""
 
     kind: Literal["replace_block"] = "replace_block"
     text: Annotated[str, Field(max_length=200_000)]
